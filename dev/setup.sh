@@ -28,3 +28,4 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     -c constraints.txt -e ".[$EXTRAS]"
   echo "$want" > "$stamp"
 fi
+bash dev/services/install.sh
