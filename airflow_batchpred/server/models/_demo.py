@@ -238,7 +238,9 @@ def write_demo_csv(
     )
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with pa_csv.CSVWriter(path, schema, write_options=pa_csv.WriteOptions(quoting_style="none")) as writer:
+    write_options = pa_csv.WriteOptions(include_header=False, quoting_style="none")
+    with path.open("wb") as sink, pa_csv.CSVWriter(sink, schema, write_options=write_options) as writer:
+        sink.write((",".join(schema.names) + "\n").encode())  # pyarrow would quote the header
         remaining = rows
         while remaining > 0:
             count = min(chunk_rows, remaining)

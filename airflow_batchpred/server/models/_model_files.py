@@ -13,13 +13,19 @@ Pickle and joblib files can execute arbitrary code when loaded, so they are refu
 from __future__ import annotations
 
 import logging
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
 
-import skops.io as sio
-
 from airflow_batchpred.server.models._types import UnsafeModelError
+
+with warnings.catch_warnings():
+    # On import skops finds the modules of scipy's ufuncs by probing every loaded module; in an
+    # Airflow process that trips Airflow's deprecated-attribute shims, whose warnings are noise.
+    warnings.simplefilter("ignore", DeprecationWarning)
+    warnings.simplefilter("ignore", FutureWarning)
+    import skops.io as sio
 
 log = logging.getLogger(__name__)
 
