@@ -1,0 +1,33 @@
+"""Intake and output adapters, registered by ``type`` (see :mod:`.base` for the interface).
+
+Importing this package registers every built-in adapter.
+"""
+
+from __future__ import annotations
+
+from airflow_batchpred.server.adapters import dataset, local_file  # noqa: F401 - registers adapters
+from airflow_batchpred.server.adapters.base import (
+    INTAKE_ADAPTERS,
+    OUTPUT_ADAPTERS,
+    AdapterContext,
+    IntakeAdapter,
+    IntakeError,
+    JobCancelled,
+    OutputAdapter,
+    OutputError,
+    register_intake,
+    register_output,
+)
+
+__all__ = [
+    "INTAKE_ADAPTERS",
+    "OUTPUT_ADAPTERS",
+    "AdapterContext",
+    "IntakeAdapter",
+    "IntakeError",
+    "JobCancelled",
+    "OutputAdapter",
+    "OutputError",
+    "register_intake",
+    "register_output",
+]
