@@ -64,7 +64,7 @@ from airflow_batchpred.server.models._demo import (
     csv_friendly,
     write_demo_csv,
 )
-from airflow_batchpred.server.models._model_files import ALLOW_UNSAFE_FLAG, EXTRA_TRUSTED_TYPES
+from airflow_batchpred.server.models._model_files import ALLOW_UNSAFE_FLAG, EXTRA_TRUSTED_TYPES, save_skops
 from airflow_batchpred.server.models._registry import ModelRegistry
 from airflow_batchpred.server.models._scorer import (
     OK_STATUS,
@@ -116,5 +116,6 @@ __all__ = [
     "csv_friendly",
     "explanation_columns",
     "prediction_column",
+    "save_skops",
     "write_demo_csv",
 ]
