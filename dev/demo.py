@@ -139,9 +139,15 @@ def main() -> int:
     print(f"DAG {DAG_ID}: {state}")
     print(f"Scored {len(rows) - 1} rows of {input_file}")
     print(f"Predictions written to {output_file}")
-    print("First rows:")
-    for row in rows[:4]:
-        print("  " + ",".join(row[:6]) + (",…" if len(row) > 6 else ""))
+    header, body = rows[0], rows[1:]
+    shown = [
+        i
+        for i, name in enumerate(header)
+        if name.endswith("_PREDICTION") or name == "EXPLANATION_1_FEATURE_NAME"
+    ]
+    print("First predictions:")
+    for row in [header, *body[:3]]:
+        print("  " + ", ".join(row[i] for i in shown))
     print("=" * 78)
     return 0
 
