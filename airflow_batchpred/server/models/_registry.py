@@ -294,6 +294,7 @@ class ModelRegistry:
         if len(set(feature_names)) != len(feature_names):
             raise ModelRegistrationError("feature names must be unique")
 
+        _strip_feature_names(model)  # the explainer probes it with a bare matrix
         explainer = build_explainer(
             model,
             target_type=target_type,
