@@ -84,7 +84,8 @@ def test_score_to_file_with_explanations_matches_in_process(
     assert result.column_names == expected.column_names
     assert result.num_rows == 200
     info = registry.get(DEMO_BINARY_ID)
-    assert info is not None and info.positive_class is not None
+    assert info is not None
+    assert info.positive_class is not None
     probability = prediction_column(info.target_name, info.positive_class)
     assert_close(result[probability].to_pylist(), expected[probability].to_pylist())
     feature, strength, _actual, _qualitative = explanation_columns(1)
