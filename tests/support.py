@@ -99,6 +99,8 @@ class LocalServer:
     token: str
     port: int = field(default_factory=free_port)
     extra_args: Sequence[str] = ()
+    #: Extra environment for the server process (e.g. ``STORAGE_EMULATOR_HOST``).
+    env: dict[str, str] = field(default_factory=dict)
     service: ServiceProcess | None = field(default=None, init=False)
 
     @property
@@ -133,7 +135,7 @@ class LocalServer:
             self.token,
             *self.extra_args,
         ]
-        self.service = ServiceProcess(args, self.log_file).start()
+        self.service = ServiceProcess(args, self.log_file, env={**os.environ, **self.env}).start()
         wait_for_http(
             f"{self.endpoint}/version/", timeout=timeout, process=self.service.process, log_file=self.log_file
         )
