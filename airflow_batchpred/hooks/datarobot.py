@@ -154,7 +154,7 @@ class _RetryAfterOrBackoff(wait_base):
     """Wait what the server's ``Retry-After`` asks for, else exponential backoff with jitter."""
 
     def __init__(self, initial: float, maximum: float) -> None:
-        self._backoff = wait_exponential_jitter(initial=initial, max=maximum, jitter=initial)
+        self._backoff = wait_exponential_jitter(multiplier=initial, max=maximum, jitter=initial)
         self._maximum = maximum
 
     def __call__(self, retry_state: RetryCallState) -> float:
@@ -482,9 +482,15 @@ class DataRobotHook(BaseHook):
         return self._json(self.request("GET", Route.VERSION, what="Get API version"))
 
     def test_connection(self) -> tuple[bool, str]:
-        """Check the endpoint and token with ``GET version/``; never raises."""
+        """Check the endpoint with ``GET version/`` and the token with a one-job listing; never raises.
+
+        ``version/`` may answer without authentication, hence the second, authenticated request.
+        """
         try:
             version = self.get_version()
+            self.request(
+                "GET", Route.BATCH_PREDICTIONS, params={"limit": 1}, what="List jobs (token check)"
+            )
         except Exception as exc:
             return False, self._scrub(str(exc))
         return (
