@@ -314,3 +314,22 @@ def test_scorer_is_cached_and_safe_to_share_between_threads(registry: ModelRegis
     assert errors == []
     assert len(results) == 12
     assert all(table.equals(reference) for table in results)
+
+
+def test_infinite_values_fail_their_rows_and_nan_text_is_missing(registry: ModelRegistry) -> None:
+    scorer = registry.scorer(DEMO_MULTICLASS_ID)
+    names = scorer.deployment.feature_names
+    rows = [
+        dict.fromkeys(names, "1.0"),
+        {**dict.fromkeys(names, "1.0"), "petal_width_cm": "-inf"},
+        {**dict.fromkeys(names, "1.0"), "sepal_width_cm": "nan"},
+    ]
+    scored = scorer.score(pa.RecordBatch.from_pylist(rows), ScoreOptions())
+
+    assert scored.failed.tolist() == [False, True, False]
+    assert scored.status.to_pylist() == [
+        "OK",
+        "Value '-inf' in column 'petal_width_cm' is not a finite number",
+        "OK",
+    ]
+    assert scored.table["species_PREDICTION"].null_count == 1

@@ -159,6 +159,16 @@ def convert_column(column: pa.Array | pa.ChunkedArray) -> _Conversion:
         return _Conversion(_numpy_floats(pc.cast(pc.cast(column, pa.int8()), pa.float64())))
     if not (pa.types.is_string(column_type) or pa.types.is_large_string(column_type)):
         column = pc.cast(column, pa.string())
+    # Fast paths first: most chunks are all numbers, and most others only have empty cells.
+    try:
+        return _Conversion(_numpy_floats(pc.cast(column, pa.float64())))
+    except pa.ArrowInvalid:
+        pass
+    try:
+        blank_as_null = pc.if_else(pc.equal(column, ""), pa.scalar(None, column.type), column)
+        return _Conversion(_numpy_floats(pc.cast(blank_as_null, pa.float64())))
+    except pa.ArrowInvalid:
+        pass
     trimmed = pc.utf8_trim_whitespace(column)
     missing = pc.is_in(trimmed, value_set=MISSING_TOKENS)
     cleaned = pc.if_else(missing, pa.scalar(None, trimmed.type), trimmed)
@@ -261,20 +271,31 @@ class Scorer:
         size = batch.num_rows
         matrix = np.empty((size, len(self._features)), dtype=np.float64)
         failed = np.zeros(size, dtype=bool)
-        problems: list[tuple[str, np.ndarray, list[str]]] = []
+        problems: list[tuple[np.ndarray, list[str]]] = []
         for position, name in enumerate(self._features):
-            conversion = convert_column(batch.column(batch.schema.get_field_index(name)))
+            column = batch.column(batch.schema.get_field_index(name))
+            conversion = convert_column(column)
             matrix[:, position] = conversion.values
             if conversion.bad is not None:
                 failed |= conversion.bad
-                problems.append((name, conversion.bad, conversion.bad_values or []))
+                messages = [
+                    f"Could not convert {value!r} in column {name!r} to a number"
+                    for value in conversion.bad_values or []
+                ]
+                problems.append((conversion.bad, messages))
+            infinite = np.isinf(conversion.values)
+            if infinite.any():  # "inf" parses as a number, but no model can score it
+                failed |= infinite
+                cells = pc.filter(column, pa.array(infinite)).to_pylist()
+                messages = [
+                    f"Value {str(cell)!r} in column {name!r} is not a finite number" for cell in cells
+                ]
+                problems.append((infinite, messages))
         if not problems:
             return matrix, failed, None
         status = np.full(size, OK_STATUS, dtype=object)
-        for name, bad, bad_values in reversed(problems):  # the first bad column names the row's error
-            status[bad] = [
-                f"Could not convert {value!r} in column {name!r} to a number" for value in bad_values
-            ]
+        for bad, messages in reversed(problems):  # the first bad column names the row's error
+            status[bad] = messages
         return matrix, failed, status
 
     # ----------------------------------------------------------------------------------- model
