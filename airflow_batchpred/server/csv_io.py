@@ -114,32 +114,33 @@ def iter_csv_batches(stream: BinaryIO, settings: CsvSettings, block_size: int) -
     :raises CsvFormatError: for empty, undecodable or malformed data (raised lazily, while iterating).
     """
     names, head = read_header(stream, settings)
-    reader = pacsv.open_csv(
-        PrefixedStream(head, stream),
-        read_options=pacsv.ReadOptions(
-            encoding=settings.encoding, block_size=block_size, column_names=names, skip_rows=1
-        ),
-        parse_options=pacsv.ParseOptions(
-            delimiter=settings.delimiter_char, quote_char=settings.quotechar, newlines_in_values=True
-        ),
-        convert_options=pacsv.ConvertOptions(
-            column_types={name: pa.string() for name in names}, strings_can_be_null=False
-        ),
-    )
-    while True:
-        try:
-            batch = reader.read_next_batch()
-        except StopIteration:
-            return
-        except pa.ArrowInvalid as exc:
-            raise _arrow_error(exc, settings) from None
-        except UnicodeDecodeError as exc:
-            raise CsvFormatError(
-                f"The data is not valid {settings.encoding}: {exc.reason}. Set csvSettings.encoding "
-                "to the file's encoding."
-            ) from None
-        if batch.num_rows:
-            yield batch
+    try:
+        reader = pacsv.open_csv(
+            PrefixedStream(head, stream),
+            read_options=pacsv.ReadOptions(
+                encoding=settings.encoding, block_size=block_size, column_names=names, skip_rows=1
+            ),
+            parse_options=pacsv.ParseOptions(
+                delimiter=settings.delimiter_char, quote_char=settings.quotechar, newlines_in_values=True
+            ),
+            convert_options=pacsv.ConvertOptions(
+                column_types=dict.fromkeys(names, pa.string()), strings_can_be_null=False
+            ),
+        )
+        while True:
+            try:
+                batch = reader.read_next_batch()
+            except StopIteration:
+                return
+            if batch.num_rows:
+                yield batch
+    except pa.ArrowInvalid as exc:
+        raise _arrow_error(exc, settings) from None
+    except UnicodeDecodeError as exc:
+        raise CsvFormatError(
+            f"The data is not valid {settings.encoding}: {exc.reason}. Set csvSettings.encoding "
+            "to the file's encoding."
+        ) from None
 
 
 def _arrow_error(exc: pa.ArrowInvalid, settings: CsvSettings) -> CsvFormatError:

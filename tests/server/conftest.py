@@ -14,10 +14,11 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pytest
 import requests
-from support import LocalServer
 
 from airflow_batchpred.contract import TERMINAL_STATUSES
 from airflow_batchpred.server.models import ModelRegistry, ScoreOptions, prediction_column
+
+from support import LocalServer
 
 
 class Api:

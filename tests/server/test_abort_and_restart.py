@@ -11,9 +11,10 @@ from typing import Any
 
 import requests
 from conftest import Api
-from support import LocalServer
 
 from airflow_batchpred.server.models import DEMO_REGRESSION_ID, write_demo_csv
+
+from support import LocalServer
 
 
 def trickle(path: Path, piece: int = 64 * 1024, pause: float = 0.03) -> Iterator[bytes]:

@@ -51,9 +51,12 @@ def _upload_target(svc: Services, job_id: str) -> tuple[JobRecord, UploadState]:
         raise ApiError(
             422, f"Job {job_id} reads its data from {record.intake_type!r}; it does not take uploaded data."
         )
-    if record.is_terminal:
-        raise ApiError(422, f"Job {job_id} is {record.status}: {record.status_details}")
     return record, svc.uploads.state(record.id, svc.job_dir(record.id))
+
+
+def _refuse_if_finished(record: JobRecord) -> None:
+    if record.is_terminal:
+        raise ApiError(422, f"Job {record.id} is {record.status}: {record.status_details}")
 
 
 @router.put("/batchPredictions/{job_id}/csvUpload/")
@@ -70,6 +73,7 @@ async def upload_csv(request: Request, job_id: str) -> Response:
     with state.lock:
         if record.upload_started or state.spool is not None:
             raise ApiError(409, f"An upload has already begun for job {job_id}; a job takes its data once.")
+        _refuse_if_finished(record)
         spool = state.spool = Spool(state.job_dir / "upload.csv")
         svc.book.update(record.id, lambda target: setattr(target, "upload_started", True))
     spool.open()
@@ -158,6 +162,7 @@ async def upload_part(request: Request, job_id: str, part_number: str) -> Respon
     _require_csv(request)
     if state.finalized:
         raise ApiError(409, f"The multipart upload of job {job_id} was already finalized; no more parts.")
+    _refuse_if_finished(record)
     state.parts_dir.mkdir(parents=True, exist_ok=True)
     index = int(part_number)
     final_path = state.parts_dir / f"{index:08d}.csv"
@@ -190,12 +195,11 @@ async def finalize_multipart(request: Request, job_id: str) -> Response:
     record = get_job(svc, job_id)
     if record.intake_type != LOCAL_FILE or not record.is_multipart:
         raise ApiError(409, f"Only multipart jobs can be finalized; job {job_id} is not a multipart upload.")
-    if record.is_terminal:
-        raise ApiError(422, f"Job {job_id} is {record.status}: {record.status_details}")
     state = svc.uploads.state(record.id, svc.job_dir(record.id))
     with state.lock:
         if state.finalized:
             raise ApiError(409, f"The multipart upload of job {job_id} was already finalized.")
+        _refuse_if_finished(record)
         if not state.parts:
             raise ApiError(422, f"No data was uploaded for job {job_id}: PUT csvUpload/part/0/ first.")
         state.finalized = True
