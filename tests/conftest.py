@@ -19,6 +19,8 @@ from typing import Any
 import pytest
 from support import LocalServer
 
+pytest_plugins = ["conftest_services"]
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SESSION_DIR = Path(tempfile.mkdtemp(prefix="batchpred-tests-"))
 AIRFLOW_HOME = SESSION_DIR / "airflow"
