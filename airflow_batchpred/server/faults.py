@@ -8,6 +8,9 @@ drawn from ``kinds``:
 * ``"slow"`` — waits ``slowSeconds`` and then serves the request normally;
 * ``"drop"`` — closes the connection without an answer.
 
+``limit`` caps the number of faults injected (then requests pass), which makes "fail twice, then
+succeed" scenarios deterministic; ``methods`` restricts faults to some HTTP methods.
+
 ``phase: "before"`` answers the fault without running the handler (a POST creates nothing);
 ``phase: "after"`` runs the handler and then replaces its answer, to test that a client does not
 duplicate work after an ambiguous failure. Routes under ``/api/v2/admin/`` are never faulted.
@@ -51,6 +54,7 @@ class FaultPlan:
     retry_after: int = 1
     phase: str = "before"
     slow_seconds: float = 2.0
+    limit: int | None = None
     pattern: re.Pattern[str] = field(default=re.compile(".*"), repr=False, compare=False)
 
     @classmethod
@@ -58,7 +62,7 @@ class FaultPlan:
         """Validate the admin body; raise ``ValueError`` naming the bad field."""
         if not isinstance(data, dict):
             raise ValueError("the body must be a JSON object")
-        known = {"rate", "kinds", "routes", "methods", "seed", "retryAfter", "phase", "slowSeconds"}
+        known = {"rate", "kinds", "routes", "methods", "seed", "retryAfter", "phase", "slowSeconds", "limit"}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"unknown field(s) {', '.join(unknown)}; allowed: {', '.join(sorted(known))}")
@@ -88,6 +92,7 @@ class FaultPlan:
             retry_after=int(data.get("retryAfter", 1)),
             phase=phase,
             slow_seconds=float(data.get("slowSeconds", 2.0)),
+            limit=None if data.get("limit") is None else int(data["limit"]),
             pattern=pattern,
         )
 
@@ -101,6 +106,7 @@ class FaultPlan:
             "retryAfter": self.retry_after,
             "phase": self.phase,
             "slowSeconds": self.slow_seconds,
+            "limit": self.limit,
         }
 
 
@@ -130,6 +136,8 @@ class FaultInjector:
             if plan.methods and method.upper() not in plan.methods:
                 return None
             self._seen += 1
+            if plan.limit is not None and sum(self._counts.values()) >= plan.limit:
+                return None
             if self._random.random() >= plan.rate:
                 return None
             kind = self._random.choice(plan.kinds)
