@@ -177,14 +177,24 @@ class CsvTableWriter:
         self.bytes_written += len(data)
 
     def _encode_fast(self, table: pa.Table) -> bytes:
+        # The header goes through the csv module so that names are quoted only when they must be.
+        header = b"" if self._header_written else self._header(table.column_names).encode("utf-8")
         buffer = io.BytesIO()
         options = pacsv.WriteOptions(
-            include_header=not self._header_written,
-            delimiter=self._settings.delimiter_char,
-            quoting_style="needed",
+            include_header=False, delimiter=self._settings.delimiter_char, quoting_style="needed"
         )
         pacsv.write_csv(table, buffer, write_options=options)
-        return buffer.getvalue()
+        return header + buffer.getvalue()
+
+    def _header(self, names: list[str]) -> str:
+        text = io.StringIO()
+        csv.writer(
+            text,
+            delimiter=self._settings.delimiter_char,
+            quotechar=self._settings.quotechar,
+            lineterminator="\n",
+        ).writerow(names)
+        return text.getvalue()
 
     def _encode_python(self, table: pa.Table) -> bytes:
         text = io.StringIO()
@@ -195,7 +205,7 @@ class CsvTableWriter:
             lineterminator="\n",
         )
         if not self._header_written:
-            writer.writerow(table.column_names)
+            text.write(self._header(table.column_names))
         columns = [_column_as_text(column) for column in table.columns]
         writer.writerows(zip(*columns, strict=True))
         try:
