@@ -538,6 +538,16 @@ class DataRobotBatchPredictionOperator(BaseOperator):
                 multipart=bool(settings.intake_settings.multipart),
                 part_size=self.part_size,
             )
+        except DataRobotApiError as exc:
+            # The server rejects the data of a job that ended meanwhile: report the job's reason.
+            current = self.hook.get_job(str(job["id"]))
+            failed = raise_for_job(current)
+            if failed is None:
+                self._abort_after_failure(context, str(job["id"]), "the upload failed")
+                raise
+            self._forget(context)
+            self._job_done = True
+            raise failed from exc
         except BaseException:
             self._abort_after_failure(context, str(job["id"]), "the upload failed")
             raise
@@ -616,15 +626,16 @@ class DataRobotBatchPredictionOperator(BaseOperator):
             if uploader is not None and uploader.error is not None:
                 raise exc from uploader.error
             raise
-        except DataRobotApiError:
-            raise
         except BaseException as exc:
             if uploader is not None and exc is uploader.error:
                 self._abort_after_failure(context, job_id, "the upload failed")
+            elif uploader is not None and not self._job_done:
+                # The job lives on (e.g. the API was unreachable for a while): let the upload
+                # finish and record it, so that a retry re-attaches instead of resubmitting.
+                uploader.join()
+                if uploader.error is None and not upload_recorded:
+                    self._remember(context, job_id, upload_complete=True)
             raise
-        finally:
-            if uploader is not None:
-                uploader.join(timeout=5)
         return self._complete(context, settings, final, downloaded=True)
 
     def _complete(
