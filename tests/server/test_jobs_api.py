@@ -214,7 +214,7 @@ def test_probability_knobs_and_threshold(api: Api, binary_csv: Path, registry: M
     )
 
     assert read_strings(without).column_names == ["diagnosis_PREDICTION", "THRESHOLD", "POSITIVE_CLASS"]
-    scored = pa_csv.read_csv(scored=pa_csv.read_csv(pa.BufferReader(strict)))
+    scored = pa_csv.read_csv(pa.BufferReader(strict))
     assert set(scored["THRESHOLD"].to_pylist()) == {0.99}
     expected = expected_predictions(
         registry, DEMO_BINARY_ID, read_strings(binary_csv), prediction_threshold=0.99
