@@ -418,6 +418,11 @@ class PostgresServer(StandIn):
         return f"postgresql://{self.user}:{self.password}@{self.host}:{self.port}/{self.dbname}"
 
     @property
+    def jdbc_url(self) -> str:
+        """The JDBC URL of :attr:`dbname` (user and password go separately, as a credential)."""
+        return f"jdbc:postgresql://{self.host}:{self.port}/{self.dbname}"
+
+    @property
     def connect_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for ``psycopg2.connect`` / ``psycopg.connect``."""
         return {
