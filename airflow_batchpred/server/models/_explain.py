@@ -44,10 +44,11 @@ class Explainer(Protocol):
 
     output_space: str
 
-    def contributions(self, features: np.ndarray, class_index: np.ndarray | None) -> np.ndarray:
+    def contributions(self, transformed: np.ndarray, class_index: np.ndarray | None) -> np.ndarray:
         """Contributions, shape ``(rows, features)``, for the explained output of each row.
 
-        :param features: raw feature values (NaN for missing), shape ``(rows, features)``.
+        :param transformed: the rows after the pipeline's preprocessing steps (what the final
+            estimator sees; the scorer computes it once for predictions and explanations).
         :param class_index: for multiclass, the index (into ``classes``) explained for each row.
         """
         ...
@@ -102,7 +103,6 @@ class LinearExplainer:
     def __init__(
         self, steps: list[Any], estimator: Any, *, target_type: str, positive_index: int | None
     ) -> None:
-        self._steps = steps
         coef = np.atleast_2d(np.asarray(estimator.coef_, dtype=np.float64))
         intercept = np.atleast_1d(np.asarray(estimator.intercept_, dtype=np.float64))
         n_features = coef.shape[1]
@@ -116,8 +116,8 @@ class LinearExplainer:
         self._target_type = target_type
         self.output_space = "log-odds (decision function)" if target_type != REGRESSION else "target units"
 
-    def contributions(self, features: np.ndarray, class_index: np.ndarray | None) -> np.ndarray:
-        centred = _transform(self._steps, features) - self._reference
+    def contributions(self, transformed: np.ndarray, class_index: np.ndarray | None) -> np.ndarray:
+        centred = np.asarray(transformed, dtype=np.float64) - self._reference
         if self._target_type == MULTICLASS:
             assert class_index is not None
             return centred * self._coef[class_index]
@@ -130,14 +130,11 @@ class LinearExplainer:
 
 
 class TreeExplainer:
-    """TreeSHAP contributions of a tree ensemble behind feature-wise preprocessing."""
+    """TreeSHAP contributions of a tree ensemble (its input is the preprocessed rows)."""
 
-    def __init__(
-        self, steps: list[Any], estimator: Any, *, target_type: str, positive_index: int | None
-    ) -> None:
+    def __init__(self, estimator: Any, *, target_type: str, positive_index: int | None) -> None:
         import shap  # imported lazily: it is slow to import and only tree models need it
 
-        self._steps = steps
         self._explainer = shap.TreeExplainer(estimator)
         expected = np.atleast_1d(np.asarray(self._explainer.expected_value, dtype=np.float64))
         self._target_type = target_type
@@ -149,9 +146,9 @@ class TreeExplainer:
         self._expected = expected
         self.output_space = f"{self._explainer.model.model_output} model output"
 
-    def contributions(self, features: np.ndarray, class_index: np.ndarray | None) -> np.ndarray:
-        transformed = np.ascontiguousarray(_transform(self._steps, features))
-        values = np.asarray(self._explainer.shap_values(transformed, check_additivity=False))
+    def contributions(self, transformed: np.ndarray, class_index: np.ndarray | None) -> np.ndarray:
+        matrix = np.ascontiguousarray(transformed, dtype=np.float64)
+        values = np.asarray(self._explainer.shap_values(matrix, check_additivity=False))
         if values.ndim == 2:
             return values * self._sign
         # (rows, features, outputs): pick the explained output of every row.
@@ -181,10 +178,8 @@ def build_explainer(
         explainer = LinearExplainer(steps, estimator, target_type=target_type, positive_index=positive_index)
     elif hasattr(estimator, "estimators_") or hasattr(estimator, "tree_"):
         try:
-            explainer = TreeExplainer(
-                steps, estimator, target_type=target_type, positive_index=positive_index
-            )
-        except Exception as exc:  # shap rejects tree models it does not know
+            explainer = TreeExplainer(estimator, target_type=target_type, positive_index=positive_index)
+        except ValueError as exc:  # shap's InvalidModelError: a tree model it does not know
             log.info("No explanations for %s: shap cannot explain it (%s)", type(estimator).__name__, exc)
             return None
     else:

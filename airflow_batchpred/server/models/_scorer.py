@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from airflow_batchpred.server.models._explain import Explainer, split_pipeline
 from airflow_batchpred.server.models._types import (
     BINARY,
     MAX_EXPLANATIONS_LIMIT,
@@ -27,9 +28,6 @@ from airflow_batchpred.server.models._types import (
     ScoreOptions,
     UnsupportedScoreOptionError,
 )
-
-if TYPE_CHECKING:
-    from airflow_batchpred.server.models._explain import Explainer
 
 log = logging.getLogger(__name__)
 
@@ -218,6 +216,8 @@ class Scorer:
             )
             self._negative_index = 1 - self._positive_index
         self._feature_names_array = pa.array(list(self._features), pa.string())
+        preprocessing, self._estimator = split_pipeline(model)
+        self._preprocessing = tuple(preprocessing)
 
     # ----------------------------------------------------------------------------------- input
     def missing_features(self, column_names: Sequence[str]) -> list[str]:
@@ -299,15 +299,28 @@ class Scorer:
         return matrix, failed, status
 
     # ----------------------------------------------------------------------------------- model
-    def _model_outputs(self, features: np.ndarray) -> np.ndarray:
+    def _model_outputs(self, features: np.ndarray) -> tuple[np.ndarray, Any]:
+        """``(outputs, transformed)``: what the pipeline predicts, and its final step's input.
+
+        This is ``Pipeline.predict``/``predict_proba`` unrolled, so that the explainer reuses the
+        preprocessed rows instead of running the preprocessing a second time.
+        """
+        transformed: Any = features
+        for step in self._preprocessing:
+            transformed = step.transform(transformed)
         if self.deployment.target_type == REGRESSION:
-            return np.asarray(self.model.predict(features), dtype=np.float64)
-        return np.asarray(self.model.predict_proba(features), dtype=np.float64)
+            outputs = self._estimator.predict(transformed)
+        else:
+            outputs = self._estimator.predict_proba(transformed)
+        return np.asarray(outputs, dtype=np.float64), transformed
 
     def _predict(
         self, matrix: np.ndarray, failed: np.ndarray, status: np.ndarray | None
-    ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray | None]:
-        """Run the model over the rows that did not fail: ``(outputs, rows, failed, status)``.
+    ) -> tuple[np.ndarray, Any, np.ndarray | None, np.ndarray, np.ndarray | None]:
+        """Run the model over the rows that did not fail.
+
+        :returns: ``(outputs, transformed, rows, failed, status)``; ``outputs`` and ``transformed``
+            hold the scored rows only, ``rows`` their positions (``None`` when all rows are scored).
 
         A model without an imputer cannot take missing values; then the rows holding them fail
         instead of the whole batch.
@@ -315,7 +328,7 @@ class Scorer:
         rows = np.flatnonzero(~failed) if failed.any() else None
         scored = matrix if rows is None else matrix[rows]
         try:
-            return self._model_outputs(scored), rows, failed, status
+            return *self._model_outputs(scored), rows, failed, status
         except ValueError:
             missing_cells = np.isnan(matrix) & ~failed[:, np.newaxis]
             if not missing_cells.any():
@@ -330,7 +343,7 @@ class Scorer:
         ]
         failed = failed | rows_with_missing
         rows = np.flatnonzero(~failed)
-        return self._model_outputs(matrix[rows]), rows, failed, status
+        return *self._model_outputs(matrix[rows]), rows, failed, status
 
     # ----------------------------------------------------------------------------------- score
     def score(self, batch: pa.RecordBatch, options: ScoreOptions) -> ScoredBatch:
@@ -338,7 +351,7 @@ class Scorer:
         self.validate(options)
         size = batch.num_rows
         matrix, failed, status = self._feature_matrix(batch)
-        outputs, rows, failed, status = self._predict(matrix, failed, status)
+        outputs, transformed, rows, failed, status = self._predict(matrix, failed, status)
         null_mask = failed if rows is not None else None
         deployment = self.deployment
         target = deployment.target_name
@@ -390,7 +403,9 @@ class Scorer:
 
         if options.max_explanations:
             columns.update(
-                self._explanation_columns(matrix, rows, explained_value, label_index, options, size)
+                self._explanation_columns(
+                    matrix, transformed, rows, explained_value, label_index, options, size
+                )
             )
         status_array = (
             _constant_column(OK_STATUS, pa.string(), size, None)
@@ -409,6 +424,7 @@ class Scorer:
     def _explanation_columns(
         self,
         matrix: np.ndarray,
+        transformed: Any,
         rows: np.ndarray | None,
         explained_value: np.ndarray,
         label_index: np.ndarray | None,
@@ -425,7 +441,8 @@ class Scorer:
                 selected |= explained_value > options.threshold_high
             if options.threshold_low is not None:
                 selected |= explained_value < options.threshold_low
-        explained_rows = scored_rows[selected]
+        all_selected = bool(selected.all())
+        explained_rows = scored_rows if all_selected else scored_rows[selected]
         not_explained = np.ones(size, dtype=bool)
         not_explained[explained_rows] = False
         all_explained = not not_explained.any()
@@ -437,9 +454,10 @@ class Scorer:
         available = min(wanted, n_features)
         columns: dict[str, pa.Array] = {}
         if len(explained_rows):
-            raw = matrix[explained_rows]
+            raw = matrix if all_explained else matrix[explained_rows]
             class_index = label_index[selected] if label_index is not None else None
-            contributions = self.explainer.contributions(raw, class_index)
+            explained_input = transformed if all_selected else transformed[selected]
+            contributions = self.explainer.contributions(explained_input, class_index)
             order = np.argsort(-np.abs(contributions), axis=1, kind="stable")[:, :available]
             strengths = np.take_along_axis(contributions, order, axis=1)
             actual = np.take_along_axis(raw, order, axis=1)
