@@ -87,6 +87,8 @@ def test_local_file_scoring_with_explanations_and_custom_csv(
         == summary["job_url"]
         == f"{local_server.endpoint}/batchPredictions/{job_id}/"
     )
+    # The extra link's value, stored by the worker for the UI (before deferring, in deferred mode).
+    assert xcom_of(run, "score", "_link_DataRobotBatchPredictionJobLink") == summary["job_url"]
     compared = assert_scores_match(
         local_server,
         deployment_id,
