@@ -162,8 +162,9 @@ def _time_window(start: str | None, end: str | None, cutoff_hours: str | None) -
 
 
 @router.get("/batchPredictions/{job_id}/")
-async def get_job_route(request: Request, job_id: str) -> dict[str, Any]:
-    return render(request, get_job(services(request), job_id))
+async def get_job_route(request: Request, job_id: str) -> JSONResponse:
+    # Clients poll this route; answering a JSONResponse skips FastAPI's response-model encoding.
+    return JSONResponse(render(request, get_job(services(request), job_id)))
 
 
 _COUNTER_FIELDS = {
