@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from batchpred_helpers import assert_scores_match, write_kanji_csv
+from batchpred_helpers import assert_scores_match, read_csv_rows, write_kanji_csv
 
 from airflow_batchpred.contract import CsvSettings
 from airflow_batchpred.hooks.datarobot import DataRobotHook
@@ -203,3 +203,19 @@ def test_sensor_fails_on_an_aborted_job_with_the_reason(
     assert state_of(run) == "failed"
     logged = capsys.readouterr().out
     assert f"Batch prediction job {job['id']} ended ABORTED: {details}" in logged
+
+
+def test_the_example_dag_scores_a_csv(run_dag: Any, xcom_of: Any, local_server: Any, tmp_path: Path) -> None:
+    source = models.write_demo_csv(models.DEMO_BINARY_ID, tmp_path / "to_predict.csv", 150, seed=7)
+    target = tmp_path / "predicted.csv"
+    run = run_dag(
+        "example_batchpred_local_file",
+        {"input_file": str(source), "output_file": str(target), "deployment_id": models.DEMO_BINARY_ID},
+    )
+    assert state_of(run) == "success"
+    assert xcom_of(run, "score_local_file")["scored_rows"] == 150
+    passthrough = tuple(read_csv_rows(source)[0])
+    compared = assert_scores_match(
+        local_server, models.DEMO_BINARY_ID, source, target, passthrough=passthrough, max_explanations=3
+    )
+    assert compared == 150
