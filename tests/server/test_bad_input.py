@@ -377,3 +377,14 @@ def test_dataset_from_a_non_csv_file_is_422(api: Api, tmp_path: Path) -> None:
     assert "The CSV data is empty" in response.json()["message"]
     assert no_form.status_code == 406
     assert "multipart/form-data" in no_form.json()["message"]
+
+
+def test_download_refuses_non_csv_accept_headers(api: Api, demo_csv: bytes) -> None:
+    job, _result = api.score_csv(REGRESSION, demo_csv)
+
+    refused = api.get(job["links"]["download"], headers={"Accept": "application/json"})
+    accepted = api.get(job["links"]["download"], headers={"Accept": "text/csv;q=0.9, application/json"})
+
+    assert refused.status_code == 406
+    assert "Not acceptable" in refused.json()["message"]
+    assert accepted.status_code == 200

@@ -107,7 +107,9 @@ def test_prediction_instance_keys_are_redacted(api: Api) -> None:
     assert job["jobSpec"]["redactedFields"] == ["predictionInstance.apiKey"]
 
 
-def test_chunked_upload_download_link_and_headers(api: Api, regression_csv: Path) -> None:
+def test_chunked_upload_download_link_and_headers(
+    api: Api, regression_csv: Path, local_server: LocalServer
+) -> None:
     job = api.create_job({**REGRESSION, "passthroughColumnsSet": "all"})
     assert "download" not in job["links"]
 
@@ -129,6 +131,8 @@ def test_chunked_upload_download_link_and_headers(api: Api, regression_csv: Path
     assert download.headers["content-type"].startswith("text/csv")
     assert download.headers["content-disposition"] == f"attachment;filename=result-{job['id']}.csv"
     assert any("Job done processing" in line for line in done["logs"])
+    job_dir = local_server.data_dir / "jobs" / job["id"]
+    assert sorted(path.name for path in job_dir.iterdir()) == ["result.csv"], "the upload was not removed"
 
 
 def test_download_streams_while_the_job_runs(api: Api, tmp_path: Path) -> None:

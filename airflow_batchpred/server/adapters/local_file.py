@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -66,7 +67,14 @@ class LocalFileIntake(IntakeAdapter):
         return self._total
 
     def close(self) -> None:
+        """Close the reader and delete the uploaded data: once read it is not needed again."""
         self._reader.close()
+        state = self.context.services.uploads.get(self.context.job_id)
+        if state is not None:
+            if state.spool is not None:
+                state.spool.path.unlink(missing_ok=True)
+            shutil.rmtree(state.parts_dir, ignore_errors=True)
+        self.context.services.uploads.discard(self.context.job_id)
 
 
 @register_output

@@ -17,7 +17,7 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
-from airflow_batchpred.contract import JobStatus
+from airflow_batchpred.contract import CsvSettings, JobStatus
 from airflow_batchpred.server.adapters.local_file import result_paths
 from airflow_batchpred.server.csv_io import CsvFormatError, read_header
 from airflow_batchpred.server.errors import ApiError
@@ -136,14 +136,14 @@ async def _await_verdict(svc: Services, job_id: str, spool: Spool) -> None:
 
 
 def _header_problem(path: Path, record: JobRecord) -> str | None:
-    from airflow_batchpred.contract import CsvSettings
-
     settings = CsvSettings.model_validate(record.spec.get("csvSettings") or {})
     try:
         with open(path, "rb") as stream:
             read_header(stream, settings)
     except CsvFormatError as exc:
         return str(exc)
+    except FileNotFoundError:
+        return None  # the job started meanwhile, read the data and removed it
     return None
 
 
