@@ -14,8 +14,8 @@ import codecs
 import re
 from collections.abc import Mapping
 from datetime import datetime
-from enum import Enum
-from typing import Annotated, Any, Literal, Union
+from enum import StrEnum
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -34,7 +34,7 @@ API_VERSION = "2.49.0"
 API_PREFIX = "/api/v2"
 
 
-class JobStatus(str, Enum):
+class JobStatus(StrEnum):
     """Status of a batch prediction job, exactly as the API spells it."""
 
     INITIALIZING = "INITIALIZING"
@@ -67,7 +67,7 @@ class Route:
         return f"batchPredictions/{job_id}/"
 
 
-class CredentialType(str, Enum):
+class CredentialType(StrEnum):
     """Credential types the provider maps Airflow connections to."""
 
     BASIC = "basic"
@@ -330,9 +330,7 @@ class _TableTarget(WireModel):
             )
         if self.statement_type == "update" and not self.update_columns:
             raise ValueError("statement_type 'update' needs update_columns: the columns to set")
-        if self.statement_type in ("insert", "create_table") and (
-            self.update_columns or self.where_columns
-        ):
+        if self.statement_type in ("insert", "create_table") and (self.update_columns or self.where_columns):
             raise ValueError(
                 f"update_columns/where_columns do not apply to statement_type "
                 f"{self.statement_type!r}; use 'update' or 'insert_update'"
@@ -400,31 +398,27 @@ def _adapter_type(value: Any) -> str | None:
 
 
 IntakeSettings = Annotated[
-    Union[
-        Annotated[LocalFileIntake, Tag("localFile")],
-        Annotated[S3Intake, Tag("s3")],
-        Annotated[AzureIntake, Tag("azure")],
-        Annotated[GCPIntake, Tag("gcp")],
-        Annotated[DatasetIntake, Tag("dataset")],
-        Annotated[JDBCIntake, Tag("jdbc")],
-        Annotated[SnowflakeIntake, Tag("snowflake")],
-        Annotated[SynapseIntake, Tag("synapse")],
-        Annotated[BigQueryIntake, Tag("bigquery")],
-    ],
+    Annotated[LocalFileIntake, Tag("localFile")]
+    | Annotated[S3Intake, Tag("s3")]
+    | Annotated[AzureIntake, Tag("azure")]
+    | Annotated[GCPIntake, Tag("gcp")]
+    | Annotated[DatasetIntake, Tag("dataset")]
+    | Annotated[JDBCIntake, Tag("jdbc")]
+    | Annotated[SnowflakeIntake, Tag("snowflake")]
+    | Annotated[SynapseIntake, Tag("synapse")]
+    | Annotated[BigQueryIntake, Tag("bigquery")],
     Discriminator(_adapter_type),
 ]
 
 OutputSettings = Annotated[
-    Union[
-        Annotated[LocalFileOutput, Tag("localFile")],
-        Annotated[S3Output, Tag("s3")],
-        Annotated[AzureOutput, Tag("azure")],
-        Annotated[GCPOutput, Tag("gcp")],
-        Annotated[JDBCOutput, Tag("jdbc")],
-        Annotated[SnowflakeOutput, Tag("snowflake")],
-        Annotated[SynapseOutput, Tag("synapse")],
-        Annotated[BigQueryOutput, Tag("bigquery")],
-    ],
+    Annotated[LocalFileOutput, Tag("localFile")]
+    | Annotated[S3Output, Tag("s3")]
+    | Annotated[AzureOutput, Tag("azure")]
+    | Annotated[GCPOutput, Tag("gcp")]
+    | Annotated[JDBCOutput, Tag("jdbc")]
+    | Annotated[SnowflakeOutput, Tag("snowflake")]
+    | Annotated[SynapseOutput, Tag("synapse")]
+    | Annotated[BigQueryOutput, Tag("bigquery")],
     Discriminator(_adapter_type),
 ]
 
@@ -530,9 +524,7 @@ class JobSettings(WireModel):
                 "list the columns, or use passthrough_columns_set='all'"
             )
         if self.explanation_num_top_classes and self.explanation_class_names:
-            raise ValueError(
-                "explanation_num_top_classes and explanation_class_names are mutually exclusive"
-            )
+            raise ValueError("explanation_num_top_classes and explanation_class_names are mutually exclusive")
         if (
             self.threshold_high is not None
             and self.threshold_low is not None
@@ -622,5 +614,3 @@ def parse_job_settings(data: Mapping[str, Any] | JobSettings, *, camel: bool = F
         return data
     result: JobSettings = parse_model(JobSettings, data, camel=camel)
     return result
-
-

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from support import LocalServer
 
 pytest_plugins = ["conftest_services"]
