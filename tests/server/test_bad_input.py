@@ -388,3 +388,25 @@ def test_download_refuses_non_csv_accept_headers(api: Api, demo_csv: bytes) -> N
     assert refused.status_code == 406
     assert "Not acceptable" in refused.json()["message"]
     assert accepted.status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("body", "text"),
+    [
+        (
+            {"includeProbabilitiesClasses": ["maybe"]},
+            "include_probabilities_classes names unknown classes ['maybe']",
+        ),
+        (
+            {"explanationAlgorithm": "xemp", "maxExplanations": 1},
+            "explanation algorithm 'xemp' is not supported",
+        ),
+    ],
+)
+def test_options_the_deployment_cannot_honour_are_422(api: Api, body: dict[str, Any], text: str) -> None:
+    from airflow_batchpred.server.models import DEMO_BINARY_ID
+
+    response = api.post("batchPredictions/", json={"deploymentId": DEMO_BINARY_ID, **body})
+
+    assert response.status_code == 422
+    assert text in response.json()["message"]

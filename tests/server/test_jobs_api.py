@@ -329,3 +329,30 @@ def test_queued_jobs_wait_initializing_with_a_queue_position(tmp_path: Path, reg
     assert queued["queuePosition"] == 0
     assert finished["status"] == "COMPLETED"
     assert finished["queuePosition"] is None
+
+
+def test_from_existing_queues_a_copy(api: Api, tmp_path: Path) -> None:
+    source = write_demo_csv(DEMO_REGRESSION_ID, tmp_path / "catalog.csv", 12, seed=3)
+    created = api.post("datasets/fromFile/", files={"file": ("catalog.csv", source.read_bytes())}).json()
+    original = api.create_job(
+        {
+            **REGRESSION,
+            "intakeSettings": {"type": "dataset", "datasetId": created["catalogId"]},
+            "maxExplanations": 2,
+        }
+    )
+    first = api.wait(original["id"])
+
+    response = api.post("batchPredictions/fromExisting/", json={"predictionJobId": original["id"]})
+    copy = api.wait(response.json()["id"])
+    missing = api.post("batchPredictions/fromExisting/", json={})
+
+    assert first["status"] == "COMPLETED"
+    assert first["intakeDatasetDisplayName"] == "catalog.csv"
+    assert response.status_code == 202
+    assert response.json()["id"] != original["id"]
+    assert copy["status"] == "COMPLETED"
+    assert copy["jobSpec"] == first["jobSpec"]
+    assert copy["scoredRows"] == 12
+    assert missing.status_code == 422
+    assert "predictionJobId is required" in missing.json()["message"]

@@ -32,6 +32,7 @@ from airflow_batchpred.server.adapters.base import (
 from airflow_batchpred.server.csv_io import CsvFormatError
 from airflow_batchpred.server.jobs.record import JobRecord
 from airflow_batchpred.server.jobs.spec import remapping_dict
+from airflow_batchpred.server.models import ModelError
 from airflow_batchpred.server.store import iso, utc_now
 
 if TYPE_CHECKING:
@@ -143,7 +144,7 @@ class JobExecution:
         except JobCancelled:
             self._discard(output)
             self.book.finish(self.job_id, JobStatus.ABORTED, "Job aborted by request")
-        except (JobAborted, IntakeError, OutputError, CsvFormatError) as exc:
+        except (JobAborted, IntakeError, OutputError, CsvFormatError, ModelError) as exc:
             self._discard(output)
             self.book.finish(self.job_id, JobStatus.ABORTED, f"Job aborted: {exc}")
         except Exception as exc:

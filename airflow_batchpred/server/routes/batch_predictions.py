@@ -12,7 +12,9 @@ from airflow_batchpred.contract import JobSettings, JobStatus, SettingsValidatio
 from airflow_batchpred.server.adapters import INTAKE_ADAPTERS, OUTPUT_ADAPTERS
 from airflow_batchpred.server.errors import ApiError, nest_problems
 from airflow_batchpred.server.jobs.record import LOCAL_FILE, JobRecord
+from airflow_batchpred.server.jobs.runner import score_options
 from airflow_batchpred.server.jobs.spec import job_spec, stored_settings
+from airflow_batchpred.server.models import ModelError
 from airflow_batchpred.server.routes.common import (
     api_base,
     check_id,
@@ -76,12 +78,21 @@ def _validated_settings(body: dict[str, Any]) -> JobSettings:
 
 @router.post("/batchPredictions/")
 async def create_job(request: Request) -> JSONResponse:
-    svc = services(request)
     settings = _validated_settings(await read_json_object(request))
+    return _accept_job(request, settings)
+
+
+def _accept_job(request: Request, settings: JobSettings) -> JSONResponse:
+    """Check what only the server can check, record the job and queue it if its data is ready."""
+    svc = services(request)
     deployment_id = settings.deployment_id or ""
     if svc.models.get(deployment_id) is None:
         known = ", ".join(info.id for info in svc.models.list())
         raise ApiError(404, f"Deployment {deployment_id} does not exist. Known deployments: {known}.")
+    try:
+        svc.models.scorer(deployment_id).validate(score_options(settings))
+    except ModelError as exc:
+        raise ApiError(422, f"Invalid field data: {exc}") from None
     intake_cls = INTAKE_ADAPTERS[settings.intake_settings.type]
     intake_cls.check(settings.intake_settings, svc)
     OUTPUT_ADAPTERS[settings.output_settings.type].check(settings.output_settings, svc)
@@ -104,6 +115,17 @@ async def create_job(request: Request) -> JSONResponse:
         svc.runner.submit(record.id)
     body = render(request, record)
     return JSONResponse(body, status_code=202, headers={"Location": body["links"]["self"]})
+
+
+@router.post("/batchPredictions/fromExisting/")
+async def copy_job(request: Request) -> JSONResponse:
+    """Queue a new job with the settings of an existing one (local-file intake needs a new upload)."""
+    body = await read_json_object(request)
+    source_id = body.get("predictionJobId")
+    if not isinstance(source_id, str) or not source_id:
+        raise ApiError(422, "predictionJobId is required", {"predictionJobId": "this field is required"})
+    source = get_job(services(request), source_id)
+    return _accept_job(request, _validated_settings(source.settings))
 
 
 @router.get("/batchPredictions/")
