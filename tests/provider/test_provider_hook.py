@@ -339,3 +339,26 @@ def test_connection_refused_is_a_request_error(monkeypatch: pytest.MonkeyPatch) 
     with pytest.raises(DataRobotRequestError) as error:
         down.submit_job({"deployment_id": models.DEMO_BINARY_ID})
     assert error.value.never_sent  # type: ignore[attr-defined]
+
+
+def test_upload_and_download_stream_with_flat_memory(hook: DataRobotHook, tmp_path: Path) -> None:
+    import tracemalloc
+
+    source = models.write_demo_csv(models.DEMO_REGRESSION_ID, tmp_path / "big.csv", 600_000, seed=13)
+    size = source.stat().st_size
+    assert size > 20 * 1024 * 1024
+    target = tmp_path / "out.csv"
+    job = hook.submit_job({"deployment_id": models.DEMO_REGRESSION_ID, "passthrough_columns_set": "all"})
+    tracemalloc.start()
+    try:
+        hook.upload_csv(job, source)
+        final = hook.download_results(job, target, poll_interval=0.2)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert final["scoredRows"] == 600_000
+    assert target.stat().st_size > size
+    # Neither the input nor the output is ever held in memory: a few chunk buffers at most.
+    assert peak < 8 * 1024 * 1024, peak
+    with open(target, "rb") as handle:
+        assert sum(1 for _ in handle) == 600_001

@@ -222,3 +222,26 @@ def test_the_link_never_raises() -> None:
     link = DataRobotBatchPredictionJobLink()
     key = TaskInstanceKey(dag_id="no_such_dag", task_id="t", run_id="r", try_number=1)
     assert link.get_link(DataRobotBatchPredictionOperator(task_id="t", deployment_id="d"), ti_key=key) == ""
+
+
+@pytest.mark.parametrize("deferrable", [False, True])
+def test_multipart_upload_through_the_operator(
+    deferrable: bool, hook: DataRobotHook, local_server: Any, tmp_path: Path
+) -> None:
+    from airflow.sdk.exceptions import TaskDeferred
+    from batchpred_helpers import assert_scores_match
+
+    source = models.write_demo_csv(models.DEMO_MULTICLASS_ID, tmp_path / "in.csv", 3000, seed=23)
+    operator = local_operator(
+        tmp_path, models.DEMO_MULTICLASS_ID, multipart_upload=True, part_size=16 * 1024, deferrable=deferrable
+    )
+    context = context_with(InMemoryTaskStateStore())
+    try:
+        summary = operator.execute(context)
+    except TaskDeferred as deferred:
+        events = asyncio.run(_events(deferred.trigger))
+        summary = operator.execute_complete(context, events[0].payload)
+    job = hook.get_job(summary["job_id"])
+    assert job["jobSpec"]["intakeSettings"]["multipart"] is True
+    assert summary["scored_rows"] == 3000
+    assert assert_scores_match(local_server, models.DEMO_MULTICLASS_ID, source, tmp_path / "out.csv") == 3000
