@@ -84,6 +84,11 @@ def _serve(args: argparse.Namespace) -> int:
     )
     if settings.host != LOOPBACK_HOST and args.host is None:
         # Only an explicit --host may expose the server beyond this machine.
+        log.warning(
+            "Ignoring BATCHPRED_HOST=%s: binding an address other than %s needs an explicit --host",
+            settings.host,
+            LOOPBACK_HOST,
+        )
         settings = settings.with_overrides(host=LOOPBACK_HOST)
     if not settings.tokens:
         settings = settings.with_overrides(tokens=(_stored_token(settings),))

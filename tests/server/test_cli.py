@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -16,7 +17,9 @@ from airflow_batchpred.server.models import DEMO_REGRESSION_ID
 from support import free_port, wait_for_http
 
 
-def serve(data_dir: Path, port: int, *extra: str) -> subprocess.Popen[bytes]:
+def serve(
+    data_dir: Path, port: int, *extra: str, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [
             sys.executable,
@@ -32,6 +35,7 @@ def serve(data_dir: Path, port: int, *extra: str) -> subprocess.Popen[bytes]:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         start_new_session=True,
+        env={**os.environ, **(env or {})},
     )
 
 
@@ -88,3 +92,23 @@ def test_token_command_without_a_stored_token_fails(
 ) -> None:
     assert main(["token", "--data-dir", str(tmp_path)]) == 1
     assert "No token stored" in capsys.readouterr().err
+
+
+def test_environment_settings_and_loopback_unless_host_is_explicit(tmp_path: Path) -> None:
+    port = free_port()
+    env = {"BATCHPRED_HOST": "0.0.0.0", "BATCHPRED_TOKENS": "env-token-1,env-token-2"}
+    process = serve(tmp_path / "data", port, env=env)
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/api/v2/version/", process=process)
+        second = requests.get(
+            f"http://127.0.0.1:{port}/api/v2/deployments/",
+            headers={"Authorization": "Token env-token-2"},
+            timeout=30,
+        )
+    finally:
+        output = stop(process)
+
+    assert second.status_code == 200
+    assert f"listening on http://127.0.0.1:{port}/api/v2" in output
+    assert "Ignoring BATCHPRED_HOST=0.0.0.0" in output
+    assert not (tmp_path / "data" / "api-token").exists()

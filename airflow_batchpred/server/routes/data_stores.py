@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request, Response
 
 from airflow_batchpred.server.errors import ApiError
 from airflow_batchpred.server.jobs.record import CREATED_BY
-from airflow_batchpred.server.routes.common import check_id, read_json_object, services
+from airflow_batchpred.server.routes.common import check_id, paginate, read_json_object, services
 from airflow_batchpred.server.services import Services
 from airflow_batchpred.server.store import DATA_STORE, iso, new_id, utc_now
 
@@ -70,8 +70,6 @@ async def create_data_store(request: Request) -> dict[str, Any]:
 
 @router.get("/externalDataStores/")
 async def list_data_stores(request: Request) -> dict[str, Any]:
-    from airflow_batchpred.server.routes.common import paginate
-
     records = services(request).store.list(DATA_STORE)
     wanted_type = request.query_params.get("type")
     if wanted_type and wanted_type != "all":
