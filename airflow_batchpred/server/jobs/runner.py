@@ -74,8 +74,11 @@ class JobRunner:
             self._wakeup.notify_all()
 
     def submit(self, job_id: str) -> None:
-        """Queue a job for scoring (idempotent)."""
-        self._services.book.update(job_id, lambda record: setattr(record, "queued", True))
+        """Queue a job for scoring (idempotent; a job that already ended is left alone)."""
+        record = self._services.book.get(job_id)
+        if record is None or record.is_terminal:
+            return
+        self._services.book.update(job_id, lambda target: setattr(target, "queued", True))
         with self._wakeup:
             if job_id not in self._queue:
                 self._queue.append(job_id)
