@@ -79,7 +79,7 @@ def _user_agent() -> str:
 def job_status(job: Mapping[str, Any]) -> JobStatus | None:
     """Return the job's status as a :class:`JobStatus`, or ``None`` if the server sent something else."""
     try:
-        return JobStatus(job.get("status"))
+        return JobStatus(str(job.get("status")))
     except ValueError:
         return None
 
@@ -488,9 +488,7 @@ class DataRobotHook(BaseHook):
         """
         try:
             version = self.get_version()
-            self.request(
-                "GET", Route.BATCH_PREDICTIONS, params={"limit": 1}, what="List jobs (token check)"
-            )
+            self.request("GET", Route.BATCH_PREDICTIONS, params={"limit": 1}, what="List jobs (token check)")
         except Exception as exc:
             return False, self._scrub(str(exc))
         return (
@@ -741,7 +739,7 @@ class DataRobotHook(BaseHook):
             self.request(
                 "PUT",
                 f"{base}part/{number}/",
-                body_factory=lambda part=part: part,
+                body_factory=_constant(part),
                 headers=headers,
                 idempotent=False,
                 read_timeout=STREAM_READ_TIMEOUT,
@@ -867,9 +865,7 @@ class DataRobotHook(BaseHook):
         async for attempt in retrying:
             with attempt:
                 try:
-                    async with session.request(
-                        method, url, ssl=None if details.verify_ssl else False
-                    ) as resp:
+                    async with session.request(method, url, ssl=details.verify_ssl) as resp:
                         text = await resp.text()
                         if resp.status >= 400:
                             raise self._api_error(resp.status, resp.reason or "", text, resp.headers, what)
@@ -894,6 +890,10 @@ class DataRobotHook(BaseHook):
             raise
         self.log.info("Aborted batch prediction job %s", job_id)
         return True
+
+
+def _constant(body: bytes) -> Callable[[], bytes]:
+    return lambda: body
 
 
 def raise_for_job(job: Mapping[str, Any]) -> DataRobotJobFailedError | None:

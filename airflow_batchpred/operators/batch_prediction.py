@@ -25,6 +25,7 @@ from airflow_batchpred.contract import (
     CsvSettings,
     JobSettings,
     JobStatus,
+    LocalFileIntake,
     SettingsValidationError,
     TimeseriesSettings,
     parse_job_settings,
@@ -401,6 +402,11 @@ class DataRobotBatchPredictionOperator(BaseOperator):
     def _local_output(settings: JobSettings) -> bool:
         return settings.output_settings.type == "localFile"
 
+    @staticmethod
+    def _multipart(settings: JobSettings) -> bool:
+        intake = settings.intake_settings
+        return isinstance(intake, LocalFileIntake) and bool(intake.multipart)
+
     # -----------------------------------------------------------------------------------------
     # Task state store (re-attach)
     # -----------------------------------------------------------------------------------------
@@ -535,7 +541,7 @@ class DataRobotBatchPredictionOperator(BaseOperator):
             self.hook.upload_csv(
                 job,
                 self.input_file,
-                multipart=bool(settings.intake_settings.multipart),
+                multipart=self._multipart(settings),
                 part_size=self.part_size,
             )
         except DataRobotApiError as exc:
@@ -580,7 +586,7 @@ class DataRobotBatchPredictionOperator(BaseOperator):
                 self.hook,
                 job,
                 self.input_file,
-                multipart=bool(settings.intake_settings.multipart),
+                multipart=self._multipart(settings),
                 part_size=self.part_size,
             )
             uploader.start()
