@@ -333,3 +333,24 @@ def test_infinite_values_fail_their_rows_and_nan_text_is_missing(registry: Model
         "OK",
     ]
     assert scored.table["species_PREDICTION"].null_count == 1
+
+
+@pytest.mark.parametrize("deployment_id", [DEMO_REGRESSION_ID, DEMO_BINARY_ID, DEMO_MULTICLASS_ID])
+def test_empty_and_all_failed_batches_keep_the_column_layout(
+    registry: ModelRegistry, deployment_id: str
+) -> None:
+    scorer = registry.scorer(deployment_id)
+    names = scorer.deployment.feature_names
+    options = ScoreOptions(max_explanations=3)
+    full = scorer.score(pa.RecordBatch.from_pylist([dict.fromkeys(names, "1")]), options).table
+    empty = scorer.score(
+        pa.RecordBatch.from_pylist([], schema=pa.schema([(n, pa.string()) for n in names])), options
+    )
+    all_failed = scorer.score(pa.RecordBatch.from_pylist([dict.fromkeys(names, "x")] * 3), options)
+
+    assert empty.table.schema.equals(full.schema)
+    assert empty.table.num_rows == 0
+    assert empty.failed.tolist() == []
+    assert all_failed.table.schema.equals(full.schema)
+    assert all_failed.failed.tolist() == [True, True, True]
+    assert all(column.null_count == 3 for column in all_failed.table.columns)

@@ -65,19 +65,21 @@ def untrusted_types(path: Path) -> list[str]:
     return sorted(set(sio.get_untrusted_types(file=path)) - set(EXTRA_TRUSTED_TYPES))
 
 
-def load_model_file(path: Path, *, allow_unsafe: bool = False) -> tuple[Any, str]:
+def load_model_file(path: Path, *, allow_unsafe: bool = False, name: str | None = None) -> tuple[Any, str]:
     """Load a model file and return ``(model, format)``.
 
     :param path: a skops file, or a pickle/joblib file when ``allow_unsafe`` is set.
     :param allow_unsafe: the server operator's opt-in to pickle and to untrusted skops types.
+    :param name: how error messages name the file (default: its file name).
     :raises UnsafeModelError: the file is a pickle or holds untrusted types and unsafe loading is
         not allowed.
     """
+    name = name or path.name
     file_format = detect_format(path)
     if file_format == PICKLE:
         if not allow_unsafe:
             raise UnsafeModelError(
-                f"{path.name} is not a skops file; pickle/joblib model files can run arbitrary code "
+                f"{name} is not a skops file; pickle/joblib model files can run arbitrary code "
                 f"when loaded and are refused unless the server runs with {ALLOW_UNSAFE_FLAG}. "
                 "Save the model with skops.io.dump instead."
             )
@@ -89,7 +91,7 @@ def load_model_file(path: Path, *, allow_unsafe: bool = False) -> tuple[Any, str
     untrusted = untrusted_types(path)
     if untrusted and not allow_unsafe:
         raise UnsafeModelError(
-            f"{path.name} holds types that are not trusted: {', '.join(untrusted)}. Only scikit-learn "
+            f"{name} holds types that are not trusted: {', '.join(untrusted)}. Only scikit-learn "
             f"estimators and their internal types are loaded unless the server runs with "
             f"{ALLOW_UNSAFE_FLAG}."
         )

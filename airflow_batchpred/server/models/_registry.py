@@ -203,25 +203,34 @@ class ModelRegistry:
             )
         if not model_file.is_file():
             raise ModelRegistrationError(f"model file {model_file} does not exist")
-        model, file_format = load_model_file(model_file, allow_unsafe=self.allow_unsafe)
-        info = self._describe(
-            model,
-            deployment_id=deployment_id,
-            label=label or model_file.stem,
-            target_name=target_name,
-            target_type=target_type,
-            positive_class=positive_class,
-            feature_names=feature_names,
-            description=description,
-        )
         with self._lock:
             if deployment_id in self._metadata:
                 raise ModelRegistrationError(f"deployment {deployment_id} already exists")
-            stored = self.models_dir / f"{deployment_id}.{'skops' if file_format == SKOPS else 'pkl'}"
-            partial = stored.with_name(stored.name + ".partial")
-            shutil.copyfile(model_file, partial)
-            partial.replace(stored)
-            self._store(info, stored, file_format)
+        # Validate the copy that will be served, not the source (which could change in between).
+        partial = self.models_dir / f".{deployment_id}.partial"
+        shutil.copyfile(model_file, partial)
+        try:
+            model, file_format = load_model_file(
+                partial, allow_unsafe=self.allow_unsafe, name=model_file.name
+            )
+            info = self._describe(
+                model,
+                deployment_id=deployment_id,
+                label=label or model_file.stem,
+                target_name=target_name,
+                target_type=target_type,
+                positive_class=positive_class,
+                feature_names=feature_names,
+                description=description,
+            )
+            with self._lock:
+                if deployment_id in self._metadata:
+                    raise ModelRegistrationError(f"deployment {deployment_id} already exists")
+                stored = self.models_dir / f"{deployment_id}.{'skops' if file_format == SKOPS else 'pkl'}"
+                partial.replace(stored)
+                self._store(info, stored, file_format)
+        finally:
+            partial.unlink(missing_ok=True)
         log.info("Registered deployment %s (%s) from %s", deployment_id, info.model_type, model_file)
         return info
 

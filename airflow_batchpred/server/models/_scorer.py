@@ -313,6 +313,9 @@ class Scorer:
         This is ``Pipeline.predict``/``predict_proba`` unrolled, so that the explainer reuses the
         preprocessed rows instead of running the preprocessing a second time.
         """
+        if not len(features):  # an empty chunk, or every row failed: scikit-learn refuses 0 rows
+            width = len(self.deployment.classes)
+            return np.zeros((0, width) if width else (0,)), np.zeros((0, len(self._features)))
         transformed: Any = features
         if self._fast_preprocessing is not None:
             transformed = self._fast_preprocessing(features)
