@@ -327,6 +327,9 @@ def test_multipart_misuse(api: Api, demo_csv: bytes) -> None:
     assert late.status_code == 409
     assert "already finalized" in late.json()["message"]
     assert api.wait(multipart["id"])["status"] == "COMPLETED"
+    again = api.post(f"{multipart['links']['csvUpload']}finalizeMultipart/")
+    assert again.status_code == 409
+    assert "already finalized" in again.json()["message"]
 
 
 def test_download_of_an_aborted_job_is_422(api: Api) -> None:

@@ -160,7 +160,8 @@ async def upload_part(request: Request, job_id: str, part_number: str) -> Respon
     if not part_number.isdigit():
         raise ApiError(422, f"Part number must be a non-negative integer, got {part_number!r}.")
     _require_csv(request)
-    if state.finalized:
+    # upload_started is set by the finalize call and, unlike the upload state, survives the job.
+    if state.finalized or record.upload_started:
         raise ApiError(409, f"The multipart upload of job {job_id} was already finalized; no more parts.")
     _refuse_if_finished(record)
     state.parts_dir.mkdir(parents=True, exist_ok=True)
@@ -197,7 +198,7 @@ async def finalize_multipart(request: Request, job_id: str) -> Response:
         raise ApiError(409, f"Only multipart jobs can be finalized; job {job_id} is not a multipart upload.")
     state = svc.uploads.state(record.id, svc.job_dir(record.id))
     with state.lock:
-        if state.finalized:
+        if state.finalized or record.upload_started:
             raise ApiError(409, f"The multipart upload of job {job_id} was already finalized.")
         _refuse_if_finished(record)
         if not state.parts:
