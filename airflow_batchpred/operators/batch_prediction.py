@@ -8,6 +8,7 @@ later ``s3``, ``gcs``, ``jdbc`` ...) only fill in default ``intake_settings``/``
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -50,6 +51,9 @@ from airflow_batchpred.triggers.batch_prediction import DataRobotBatchPrediction
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
+
+#: Keys accepted in ``hook_params`` (keyword arguments of :class:`DataRobotHook`).
+HOOK_PARAM_NAMES = ("timeout_seconds", "retry_limit", "retry_delay", "max_retry_delay", "connect_timeout")
 
 #: Operator arguments that map one-to-one onto job settings (snake_case names of the contract).
 JOB_OPTION_FIELDS: tuple[str, ...] = (
@@ -298,6 +302,9 @@ class DataRobotBatchPredictionOperator(BaseOperator):
 
     @cached_property
     def hook(self) -> DataRobotHook:
+        problems = self._hook_params_problems()
+        if problems:
+            raise DataRobotSettingsError(problems, task_id=self.task_id)
         return DataRobotHook(self.datarobot_conn_id, **self.hook_params)
 
     # -----------------------------------------------------------------------------------------
@@ -347,12 +354,26 @@ class DataRobotBatchPredictionOperator(BaseOperator):
             problems.append(
                 ("timeout", f"must be a positive number of seconds or None, got {self.timeout!r}")
             )
+        problems.extend(self._hook_params_problems())
         if settings is not None:
             problems.extend(self._file_problems(settings, check_files=check_files))
         if problems:
             raise DataRobotSettingsError(problems, task_id=self.task_id)
         assert settings is not None
         return settings
+
+    def _hook_params_problems(self) -> list[tuple[str, str]]:
+        # Checked here because the trigger gets them too: a bad value would otherwise only
+        # surface at defer time, after the job was submitted.
+        unknown = sorted(set(self.hook_params) - set(HOOK_PARAM_NAMES))
+        if unknown:
+            return [("hook_params", f"unknown key(s) {unknown}; allowed: {', '.join(HOOK_PARAM_NAMES)}")]
+        try:
+            json.dumps(self.hook_params)
+            DataRobotHook(self.datarobot_conn_id, **self.hook_params)
+        except (TypeError, ValueError) as exc:
+            return [("hook_params", f"{exc} (they must be JSON-serializable numbers)")]
+        return []
 
     def _file_problems(self, settings: JobSettings, *, check_files: bool) -> list[tuple[str, str]]:
         problems: list[tuple[str, str]] = []

@@ -154,6 +154,14 @@ INVALID_CASES: list[tuple[str, type, dict[str, Any], str, str]] = [
         "set it to True",
     ),
     (
+        "hook-params-key",
+        "local",
+        {"hook_params": {"retry_args": {}}},
+        "hook_params",
+        "allowed: timeout_seconds",
+    ),
+    ("hook-params-value", "local", {"hook_params": {"retry_limit": 0}}, "hook_params", "at least 1"),
+    (
         "input-file-with-s3",
         "base",
         {"intake_settings": S3_IN, "input_file": "x.csv"},
