@@ -322,6 +322,27 @@ class DataRobotBatchPredictionOperator(BaseOperator):
         """Output used when ``output_settings`` is not given; subclasses override it."""
         return {"type": "localFile"}
 
+    def resolve_credentials(self, *, map_connections: bool = True) -> None:
+        """Replace Airflow connection ids in the settings by DataRobot credential ids.
+
+        ``intake_settings``/``output_settings`` (given or default) may name ``aws_conn_id``,
+        ``wasb_conn_id``, ``gcp_conn_id`` or a ``credential`` object; see
+        :func:`~airflow_batchpred.hooks.cloud_credentials.resolve_settings_credentials`. Runs at
+        the start of :meth:`execute` (mapping the connections) and of :meth:`execute_complete`
+        (``map_connections=False``: the keys are only dropped), never at DAG parse time.
+        """
+        from airflow_batchpred.hooks.cloud_credentials import resolve_settings_credentials
+
+        for name, default in (
+            ("intake_settings", self.default_intake_settings),
+            ("output_settings", self.default_output_settings),
+        ):
+            current = getattr(self, name)
+            effective = current if current is not None else default()
+            resolved = resolve_settings_credentials(self.hook, effective, map_connections=map_connections)
+            if resolved is not effective:
+                setattr(self, name, resolved)
+
     def job_settings(self, *, check_files: bool = True) -> JobSettings:
         """Validate the rendered arguments into job settings, before any request.
 
@@ -519,6 +540,7 @@ class DataRobotBatchPredictionOperator(BaseOperator):
         return None if self.timeout is None else max(self.timeout - (time.monotonic() - started), 0.0)
 
     def execute(self, context: Context) -> dict[str, Any]:
+        self.resolve_credentials()
         settings = self.job_settings()
         started = time.monotonic()
         job = self._resume(context, settings)
@@ -699,6 +721,7 @@ class DataRobotBatchPredictionOperator(BaseOperator):
         """Resume after the trigger fired: fail, abort on timeout, or download and summarise."""
         if not event or event.get("status") not in ("success", "error", "timeout") or not event.get("job_id"):
             raise DataRobotError(f"Unexpected event from the batch prediction trigger: {event!r}")
+        self.resolve_credentials(map_connections=False)
         settings = self.job_settings(check_files=False)
         job_id = str(event["job_id"])
         self.job_id = job_id
