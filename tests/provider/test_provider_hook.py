@@ -362,3 +362,23 @@ def test_upload_and_download_stream_with_flat_memory(hook: DataRobotHook, tmp_pa
     assert peak < 8 * 1024 * 1024, peak
     with open(target, "rb") as handle:
         assert sum(1 for _ in handle) == 600_001
+
+
+def test_download_survives_a_dropped_connection_on_the_download_route(
+    hook: DataRobotHook, faults: Any, local_server: Any, tmp_path: Path
+) -> None:
+    source = models.write_demo_csv(models.DEMO_BINARY_ID, tmp_path / "in.csv", 80, seed=31)
+    job = hook.submit_job({"deployment_id": models.DEMO_BINARY_ID})
+    hook.upload_csv(job, source)
+    hook.wait_for_job(job["id"], poll_interval=0.1)
+    faults.set(
+        rate=0.5,
+        kinds=["drop"],
+        routes=r"/download/$",
+        methods=["GET"],
+        seed=seed_faulting_first_request_only(0.5),
+    )
+    final = hook.download_results(job, tmp_path / "out.csv", poll_interval=0.1)
+    assert faults.counters()["injected"] == {"drop": 1}
+    assert final["status"] == "COMPLETED"
+    assert assert_scores_match(local_server, models.DEMO_BINARY_ID, source, tmp_path / "out.csv") == 80
