@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from airflow_batchpred.exceptions import DataRobotSettingsError
 from airflow_batchpred.hooks.cloud_credentials import connection_key_for, credential_id_of
 from airflow_batchpred.operators.batch_prediction import DataRobotBatchPredictionOperator
 
@@ -55,11 +56,6 @@ class ObjectStorageBatchPredictionOperator(DataRobotBatchPredictionOperator):
             if credential_id:
                 raise ValueError(f"{self.task_id}: give credential_id or credential, not both")
             credential_id = credential_id_of(credential)
-        if credential_id and conn_id:
-            raise ValueError(
-                f"{self.task_id}: give {connection_key_for(self.connection_type)} or credential_id, "
-                "not both"
-            )
         self.source_url = source_url
         self.destination_url = destination_url
         self.conn_id = conn_id
@@ -70,6 +66,11 @@ class ObjectStorageBatchPredictionOperator(DataRobotBatchPredictionOperator):
     def cloud_settings(self, url: str, fmt: str) -> dict[str, Any]:
         """Settings of one side: type, url, format, and the credential (or the connection to map)."""
         settings: dict[str, Any] = {"type": self.adapter_type, "url": url, "format": fmt}
+        if self.credential_id and self.conn_id:
+            key = connection_key_for(self.connection_type)
+            raise DataRobotSettingsError(
+                [(key, f"give {key} or credential_id, not both")], task_id=self.task_id
+            )
         if self.credential_id:
             settings["credential_id"] = self.credential_id
         elif self.conn_id:
