@@ -12,9 +12,11 @@ separate processes of this repository's venv, each in its own process group, bou
   log server binds every interface and has no host option. All components share one host, so the
   api-server reads task logs from the local log folder.
 
-Every process gets a marker variable in its environment; :meth:`AirflowStack.stop` signals the
-process groups (SIGINT, then SIGTERM, then SIGKILL) and then looks through ``/proc`` for anything
-still carrying the marker, kills it and reports it.
+Every process gets a marker variable in its environment and each component leads its own session.
+:meth:`AirflowStack.stop` stops scheduler, dag-processor and triggerer first, then the api-server:
+SIGINT to the leader, then SIGTERM and SIGKILL to the process group. It then looks through
+``/proc`` for anything still carrying the marker or living in one of the sessions, kills it and
+records it in ``leftovers`` (the e2e fixture fails its teardown on any).
 """
 
 from __future__ import annotations
@@ -105,6 +107,7 @@ class AirflowStack:
     components: dict[str, ServiceProcess] = field(default_factory=dict, init=False)
     timings: dict[str, float] = field(default_factory=dict, init=False)
     leftovers: list[int] = field(default_factory=list, init=False)
+    stragglers: list[int] = field(default_factory=list, init=False)
     _token: str | None = field(default=None, init=False)
 
     # -- layout ---------------------------------------------------------------------------------
@@ -190,15 +193,23 @@ class AirflowStack:
         if not link.exists():
             link.symlink_to(EXAMPLE_DAG_FILE)
         (self.home / "passwords.json").write_text(json.dumps({ADMIN_USER: self.password}))
+        migrate: ServiceProcess | None = None
         try:
             self.server = LocalServer(
                 data_dir=self.base_dir / "server" / "data",
                 token=secrets.token_hex(16),
                 env={**self.server_env, MARKER_VAR: self.marker},
-            ).start()
-            self.timings["local_server_s"] = time.monotonic() - started
+            )
             env = self.environment()
-            self._run_once(["airflow", "db", "migrate"], env, "db-migrate", timeout=timeout)
+            # The metadata database is migrated while the local server starts (both take seconds).
+            migrate = ServiceProcess(
+                ["airflow", "db", "migrate"], self.log_dir / "db-migrate.log", env=env
+            ).start()
+            self.server.start()
+            self.timings["local_server_s"] = time.monotonic() - started
+            assert migrate.process is not None
+            if migrate.process.wait(timeout=timeout) != 0:
+                raise RuntimeError(f"airflow db migrate exited with {migrate.process.returncode}")
             self.timings["db_migrate_s"] = time.monotonic() - started
             commands = {
                 "api-server": ["airflow", "api-server", "--host", LOOPBACK, "--port", str(self.api_port)],
@@ -220,19 +231,12 @@ class AirflowStack:
             self.timings["all_healthy_s"] = time.monotonic() - started
         except BaseException:
             logs = self.log_tails()
+            if migrate is not None:
+                migrate.kill()
             self.stop()
             raise RuntimeError(f"Airflow stack did not start:\n{logs}") from None
         log.info("Airflow stack up at %s in %.1f s", self.url, self.timings["all_healthy_s"])
         return self
-
-    def _run_once(self, args: list[str], env: dict[str, str], name: str, *, timeout: float) -> None:
-        log_file = self.log_dir / f"{name}.log"
-        with log_file.open("ab") as out:
-            result = subprocess.run(
-                args, stdout=out, stderr=subprocess.STDOUT, env=env, timeout=timeout, check=False
-            )
-        if result.returncode != 0:
-            raise RuntimeError(f"{' '.join(args)} exited with {result.returncode}:\n{_tail(log_file)}")
 
     def _wait_for_components(self, *, deadline: float) -> None:
         """Wait until scheduler, dag-processor and triggerer report healthy heartbeats."""
@@ -253,31 +257,18 @@ class AirflowStack:
             time.sleep(0.5)
 
     def stop(self, *, grace: float = 10.0) -> None:
-        """Stop every component and the local server; kill anything left that carries the marker.
+        """Stop every component and the local server; kill anything left that belongs to the stack.
 
-        All process groups get SIGINT at once (Airflow's components exit gracefully on it), then
-        SIGTERM, then SIGKILL for whatever is still running.
+        Scheduler, dag-processor and triggerer go first (they report to the api-server while they
+        shut down), then the api-server. Each wave gets SIGINT to its process groups (Airflow's
+        components exit gracefully on it), then SIGTERM, then SIGKILL for whatever still runs.
         """
         started = time.monotonic()
-        groups = {
-            name: component.process
-            for name, component in self.components.items()
-            if component.process is not None and component.process.poll() is None
-        }
-        for sig, wait in ((signal.SIGINT, grace), (signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
-            for process in groups.values():
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, sig)
-            deadline = time.monotonic() + wait
-            for name, process in list(groups.items()):
-                try:
-                    process.wait(timeout=max(0.0, deadline - time.monotonic()))
-                except subprocess.TimeoutExpired:
-                    log.warning("%s did not stop on %s within %.0f s", name, signal.Signals(sig).name, wait)
-                    continue
-                del groups[name]
-            if not groups:
-                break
+        workers = [name for name in self.components if name != "api-server"]
+        for label, wave in (("stop_components_s", workers), ("stop_api_server_s", ["api-server"])):
+            wave_started = time.monotonic()
+            self._stop_groups(wave, grace=grace)
+            self.timings[label] = time.monotonic() - wave_started
         if self.server is not None:
             self.server.stop()
         deadline = time.monotonic() + 5
@@ -292,6 +283,48 @@ class AirflowStack:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
         self.timings["stop_s"] = time.monotonic() - started
+
+    def _stop_groups(self, names: list[str], *, grace: float) -> None:
+        """SIGINT to each leader, then SIGTERM and SIGKILL to the process groups still running.
+
+        The first signal goes to the leader only, so that it can stop its own children (the
+        triggerer waits for its trigger runner, the scheduler for its executor's workers). Group
+        members that outlive their leader for more than 3 s are killed and noted in ``stragglers``.
+        """
+        groups = {
+            name: component.process
+            for name, component in self.components.items()
+            if name in names and component.process is not None and component.process.poll() is None
+        }
+        pending = dict(groups)
+        for sig, wait in ((signal.SIGINT, grace), (signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
+            for process in pending.values():
+                with contextlib.suppress(ProcessLookupError):
+                    if sig == signal.SIGINT:
+                        os.kill(process.pid, sig)
+                    else:
+                        os.killpg(process.pid, sig)
+            deadline = time.monotonic() + wait
+            for name, process in list(pending.items()):
+                try:
+                    process.wait(timeout=max(0.0, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    log.warning("%s did not stop on %s within %.0f s", name, signal.Signals(sig).name, wait)
+                    continue
+                del pending[name]
+            if not pending:
+                break
+        deadline = time.monotonic() + 3
+        for name, process in groups.items():
+            members = processes_in_sessions({process.pid})
+            while members and time.monotonic() < deadline:
+                time.sleep(0.2)
+                members = processes_in_sessions({process.pid})
+            if members:
+                log.warning("%s left %s running after it stopped; killing them", name, members)
+                self.stragglers.extend(members)
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
 
     @property
     def session_ids(self) -> set[int]:
