@@ -678,9 +678,10 @@ class DataRobotBatchPredictionOperator(BaseOperator):
         except BaseException as exc:
             if uploader is not None and exc is uploader.error:
                 self._abort_after_failure(context, job_id, "the upload failed")
-            elif uploader is not None and not self._job_done:
-                # The job lives on (e.g. the API was unreachable for a while): let the upload
-                # finish and record it, so that a retry re-attaches instead of resubmitting.
+            elif uploader is not None and not self._job_done and isinstance(exc, DataRobotError):
+                # The job lives on (the API was unreachable for a while): let the upload finish
+                # and record it, so that a retry re-attaches instead of resubmitting. Not on a
+                # kill or execution_timeout: on_kill must abort the job without waiting.
                 uploader.join()
                 if uploader.error is None and not upload_recorded:
                     self._remember(context, job_id, upload_complete=True)
