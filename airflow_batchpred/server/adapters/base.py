@@ -75,8 +75,8 @@ class AdapterContext:
     cancelled: threading.Event
 
 
-class IntakeAdapter(ABC):
-    """Reads the rows to score."""
+class Adapter(ABC):
+    """What intake and output adapters share: the wire ``type``, the settings and the context."""
 
     type: ClassVar[str]
 
@@ -88,6 +88,10 @@ class IntakeAdapter(ABC):
     def check(cls, settings: Any, services: Services) -> None:
         """Validate at job creation; raise :class:`~airflow_batchpred.server.errors.ApiError`."""
         return None
+
+
+class IntakeAdapter(Adapter):
+    """Reads the rows to score."""
 
     @classmethod
     def display_name(cls, settings: Any, services: Services) -> str | None:
@@ -113,19 +117,8 @@ class IntakeAdapter(ABC):
         return None
 
 
-class OutputAdapter(ABC):
+class OutputAdapter(Adapter):
     """Writes the scored rows."""
-
-    type: ClassVar[str]
-
-    def __init__(self, settings: Any, context: AdapterContext) -> None:
-        self.settings = settings
-        self.context = context
-
-    @classmethod
-    def check(cls, settings: Any, services: Services) -> None:
-        """Validate at job creation; raise :class:`~airflow_batchpred.server.errors.ApiError`."""
-        return None
 
     @abstractmethod
     def write(self, table: pa.Table) -> None:

@@ -38,6 +38,14 @@ def check_id(value: str, what: str) -> str:
     return value
 
 
+def stored_or_404(svc: Services, kind: str, record_id: str, what: str) -> dict[str, Any]:
+    """The stored record of ``kind`` (e.g. a credential), or 404 naming it."""
+    record = svc.store.get(kind, check_id(record_id, what))
+    if record is None:
+        raise ApiError(404, f"{what} {record_id} does not exist.")
+    return record
+
+
 async def read_json(request: Request) -> Any:
     """Read a JSON body of at most ``max_json_body_bytes`` (413 beyond), streaming."""
     limit = services(request).settings.max_json_body_bytes

@@ -9,7 +9,12 @@ from fastapi.responses import JSONResponse
 
 from airflow_batchpred.contract import SECRET_CREDENTIAL_FIELDS
 from airflow_batchpred.server.errors import ApiError
-from airflow_batchpred.server.routes.common import check_id, paginate, read_json_object, services
+from airflow_batchpred.server.routes.common import (
+    paginate,
+    read_json_object,
+    services,
+    stored_or_404,
+)
 from airflow_batchpred.server.services import Services
 from airflow_batchpred.server.store import CREDENTIAL, iso, new_id, utc_now
 
@@ -38,10 +43,7 @@ def _public(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def _get(svc: Services, credential_id: str) -> dict[str, Any]:
-    record = svc.store.get(CREDENTIAL, check_id(credential_id, "Credential"))
-    if record is None:
-        raise ApiError(404, f"Credential {credential_id} does not exist.")
-    return record
+    return stored_or_404(svc, CREDENTIAL, credential_id, "Credential")
 
 
 def _name_taken(svc: Services, name: str, except_id: str | None = None) -> bool:

@@ -8,7 +8,12 @@ from fastapi import APIRouter, Request, Response
 
 from airflow_batchpred.server.errors import ApiError
 from airflow_batchpred.server.jobs.record import CREATED_BY
-from airflow_batchpred.server.routes.common import check_id, paginate, read_json_object, services
+from airflow_batchpred.server.routes.common import (
+    paginate,
+    read_json_object,
+    services,
+    stored_or_404,
+)
 from airflow_batchpred.server.services import Services
 from airflow_batchpred.server.store import DATA_STORE, iso, new_id, utc_now
 
@@ -19,10 +24,7 @@ _PARAM_FIELDS = {"driverId", "jdbcUrl", "fields", "jdbcFields", "connectorId"}
 
 
 def _get(svc: Services, data_store_id: str) -> dict[str, Any]:
-    record = svc.store.get(DATA_STORE, check_id(data_store_id, "Data store"))
-    if record is None:
-        raise ApiError(404, f"Data store {data_store_id} does not exist.")
-    return record
+    return stored_or_404(svc, DATA_STORE, data_store_id, "Data store")
 
 
 def _check_params(params: Any) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from airflow_batchpred.server.adapters.dataset import dataset_file, resolve_vers
 from airflow_batchpred.server.csv_io import CsvFormatError, read_header
 from airflow_batchpred.server.errors import ApiError
 from airflow_batchpred.server.jobs.record import CREATED_BY
-from airflow_batchpred.server.routes.common import api_base, check_id, paginate, services
+from airflow_batchpred.server.routes.common import api_base, check_id, paginate, services, stored_or_404
 from airflow_batchpred.server.services import Services
 from airflow_batchpred.server.store import DATASET, DATASET_VERSION, iso, new_id, utc_now
 
@@ -28,10 +28,7 @@ _COPY_BUFFER_BYTES = 1 << 20
 
 
 def _dataset(svc: Services, dataset_id: str) -> dict[str, Any]:
-    record = svc.store.get(DATASET, check_id(dataset_id, "Dataset"))
-    if record is None:
-        raise ApiError(404, f"Dataset {dataset_id} does not exist.")
-    return record
+    return stored_or_404(svc, DATASET, dataset_id, "Dataset")
 
 
 async def _receive_file(request: Request) -> tuple[str, Path]:
