@@ -22,7 +22,8 @@ from airflow_batchpred.server.models import DEMO_REGRESSION_ID, write_demo_csv
 
 from support import LOOPBACK
 
-pytestmark = pytest.mark.slow
+# One Airflow stack per session: with pytest-xdist, run with --dist loadgroup to keep these together.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("real_airflow")]
 
 TASK_ID = "score_local_file"
 ROWS = 500
@@ -144,7 +145,8 @@ def test_connection_form_metadata(airflow_stack: AirflowStack) -> None:
     assert standard is not None, meta
     assert standard["password"]["hidden"] is False
     assert standard["password"]["title"] == "API Token"
-    for hidden in ("host", "port", "login"):
+    assert (standard["password"]["placeholder"] or "").startswith("DataRobot API key"), standard
+    for hidden in ("host", "port", "login", "url_schema"):
         assert standard[hidden]["hidden"] is True, (hidden, standard[hidden])
 
     extra = meta["extra_fields"]
