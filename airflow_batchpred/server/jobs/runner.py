@@ -30,6 +30,7 @@ from airflow_batchpred.server.adapters.base import (
     OutputError,
 )
 from airflow_batchpred.server.csv_io import CsvFormatError
+from airflow_batchpred.server.errors import ApiError
 from airflow_batchpred.server.jobs.record import JobRecord
 from airflow_batchpred.server.jobs.spec import remapping_dict
 from airflow_batchpred.server.models import ModelError
@@ -140,6 +141,8 @@ class JobExecution:
                 self.settings.output_settings, context
             )
             self._score_all(intake, output)
+            if self.cancelled.is_set():
+                raise JobCancelled()
             output.commit()
             self._record_progress(intake, output, 0, 0)
             done = f"Job done processing at {iso(utc_now())}"
@@ -147,7 +150,7 @@ class JobExecution:
         except JobCancelled:
             self._discard(output)
             self.book.finish(self.job_id, JobStatus.ABORTED, "Job aborted by request")
-        except (JobAborted, IntakeError, OutputError, CsvFormatError, ModelError) as exc:
+        except (JobAborted, IntakeError, OutputError, CsvFormatError, ModelError, ApiError) as exc:
             self._discard(output)
             self.book.finish(self.job_id, JobStatus.ABORTED, f"Job aborted: {exc}")
         except Exception as exc:
