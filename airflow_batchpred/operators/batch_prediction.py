@@ -52,6 +52,9 @@ from airflow_batchpred.triggers.batch_prediction import DataRobotBatchPrediction
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
+#: Seconds before ``execution_timeout`` at which a deferred task's trigger gives up, so that the
+#: task can still abort the job.
+EXECUTION_TIMEOUT_MARGIN = 2.0
 #: Keys accepted in ``hook_params`` (keyword arguments of :class:`DataRobotHook`).
 HOOK_PARAM_NAMES = ("timeout_seconds", "retry_limit", "retry_delay", "max_retry_delay", "connect_timeout")
 
@@ -564,19 +567,35 @@ class DataRobotBatchPredictionOperator(BaseOperator):
             job = self.hook.get_job(self.job_id)
             if is_terminal(job):
                 return self._complete(context, settings, job)
-            remaining = self._remaining(started)
             self.defer(
                 trigger=DataRobotBatchPredictionJobTrigger(
                     job_id=self.job_id,
                     datarobot_conn_id=self.datarobot_conn_id,
                     poll_interval=self.poll_interval,
-                    end_time=None if remaining is None else time.time() + remaining,
+                    end_time=self._deferral_deadline(context, started),
                     cancel_on_kill=True,
                     hook_params=self.hook_params,
                 ),
                 method_name="execute_complete",
             )
         return self._run_sync(context, settings, job, upload_needed=upload_needed, started=started)
+
+    def _deferral_deadline(self, context: Context, started: float) -> float | None:
+        """Absolute deadline of the trigger: ``timeout``, and ``execution_timeout`` minus a margin.
+
+        Airflow fails a deferred task whose ``execution_timeout`` passes without calling any
+        ``on_kill``, which would leave the job running; the trigger fires first so that
+        :meth:`execute_complete` aborts the job.
+        """
+        deadlines: list[float] = []
+        remaining = self._remaining(started)
+        if remaining is not None:
+            deadlines.append(time.time() + remaining)
+        if self.execution_timeout is not None:
+            ti_start = getattr(context.get("ti"), "start_date", None)
+            start = ti_start.timestamp() if ti_start is not None else time.time()
+            deadlines.append(start + self.execution_timeout.total_seconds() - EXECUTION_TIMEOUT_MARGIN)
+        return min(deadlines) if deadlines else None
 
     def _upload(self, context: Context, job: Mapping[str, Any], settings: JobSettings) -> None:
         assert self.input_file is not None
@@ -727,7 +746,7 @@ class DataRobotBatchPredictionOperator(BaseOperator):
         job_id = str(event["job_id"])
         self.job_id = job_id
         if event["status"] == "timeout":
-            self._abort_after_failure(context, job_id, f"it did not end within timeout={self.timeout} s")
+            self._abort_after_failure(context, job_id, "it did not end before the task's deadline")
             raise DataRobotTimeoutError(f"{event.get('message')}; aborted it", job_id=job_id)
         if event["status"] == "error":
             job = event.get("job") or {}

@@ -121,6 +121,18 @@ with DAG(
 ):
     _local_file_task("score", deferrable=False, execution_timeout=timedelta(seconds=3))
 
+# In deferred mode Airflow would fail the task at execution_timeout without any on_kill: the
+# trigger must give up first, so that execute_complete aborts the job.
+with DAG(
+    dag_id="batchpred_execution_timeout_deferred",
+    schedule=None,
+    start_date=START,
+    catchup=False,
+    render_template_as_native_obj=True,
+    params=LOCAL_FILE_PARAMS,
+):
+    _local_file_task("score", deferrable=True, execution_timeout=timedelta(seconds=14))
+
 # Invalid arguments fail the task at once, without using its retries.
 with DAG(
     dag_id="batchpred_invalid_settings",

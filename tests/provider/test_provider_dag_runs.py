@@ -156,6 +156,20 @@ def test_killing_the_sync_task_aborts_the_job(
     assert not target.exists()
 
 
+def test_execution_timeout_of_a_deferred_task_aborts_the_job(
+    run_dag: Any, xcom_of: Any, busy_workers: Any, hook: DataRobotHook, tmp_path: Path
+) -> None:
+    source = models.write_demo_csv(models.DEMO_BINARY_ID, tmp_path / "in.csv", 50, seed=9)
+    target = tmp_path / "out.csv"
+    run = run_dag(
+        "batchpred_execution_timeout_deferred", local_file_conf(models.DEMO_BINARY_ID, source, target)
+    )
+    assert state_of(run) == "failed"
+    job = hook.get_job(xcom_of(run, "score", "job_id"))
+    assert job["status"] == "ABORTED"
+    assert not target.exists()
+
+
 @pytest.mark.parametrize("mode", ["sync", "deferred"])
 def test_an_aborted_job_fails_the_task_with_the_server_reason(
     mode: str,
