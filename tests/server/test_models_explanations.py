@@ -140,9 +140,7 @@ def test_tree_strengths_add_up_to_log_odds_minus_expected_value(
     )
 
 
-def test_tree_strengths_follow_the_positive_class(
-    registry: ModelRegistry, data_dir: Path, tmp_path: Path
-) -> None:
+def test_tree_strengths_follow_the_positive_class(registry: ModelRegistry, data_dir: Path) -> None:
     demo = registry.get(DEMO_BINARY_ID)
     assert demo is not None
     benign_first = registry.register(

@@ -48,7 +48,7 @@ EXTRA_TRUSTED_TYPES: tuple[str, ...] = (
 )
 
 #: How the error names the opt-in an operator sets to allow pickle files and untrusted skops types.
-ALLOW_UNSAFE_FLAG = "allow_unsafe=True (the server setting allow_unsafe_models)"
+ALLOW_UNSAFE_FLAG = "allow_unsafe=True (batchpred-server serve --allow-unsafe-models)"
 
 
 def detect_format(path: Path) -> str:

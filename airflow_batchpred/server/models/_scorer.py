@@ -9,7 +9,6 @@ text of rows that failed.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -28,8 +27,6 @@ from airflow_batchpred.server.models._types import (
     ScoreOptions,
     UnsupportedScoreOptionError,
 )
-
-log = logging.getLogger(__name__)
 
 #: Cell texts read as a missing value (pyarrow's CSV defaults, which pandas also uses).
 MISSING_TOKENS = pa.array(
@@ -131,7 +128,7 @@ class _Conversion:
 
     def __init__(
         self, values: np.ndarray, bad: np.ndarray | None = None, bad_values: list[str] | None = None
-    ):
+    ) -> None:
         self.values = values
         self.bad = bad
         self.bad_values = bad_values
@@ -381,13 +378,7 @@ class Scorer:
                 assert self._positive_index is not None
                 assert self._negative_index is not None
                 positive = outputs[:, self._positive_index]
-                threshold = (
-                    options.prediction_threshold
-                    if options.prediction_threshold is not None
-                    else deployment.default_threshold
-                    if deployment.default_threshold is not None
-                    else 0.5
-                )
+                threshold = self._label_threshold(options)
                 label_index = np.where(positive > threshold, self._positive_index, self._negative_index)
                 for index in (self._positive_index, self._negative_index):
                     name = deployment.classes[index]
@@ -427,6 +418,14 @@ class Scorer:
             else pa.array(status, pa.string())
         )
         return ScoredBatch(table=pa.table(columns), failed=failed, status=status_array)
+
+    def _label_threshold(self, options: ScoreOptions) -> float:
+        """The job's ``prediction_threshold``, else the deployment's default, else 0.5."""
+        if options.prediction_threshold is not None:
+            return options.prediction_threshold
+        if self.deployment.default_threshold is not None:
+            return self.deployment.default_threshold
+        return 0.5
 
     def _kept_probability_classes(self, options: ScoreOptions) -> frozenset[str]:
         if not options.include_probabilities:
