@@ -356,3 +356,42 @@ def test_from_existing_queues_a_copy(api: Api, tmp_path: Path) -> None:
     assert copy["scoredRows"] == 12
     assert missing.status_code == 422
     assert "predictionJobId is required" in missing.json()["message"]
+
+
+class GatedFile:
+    """A file-like body of known length that stops at ``pause_at`` until ``gate`` is set."""
+
+    def __init__(self, data: bytes, pause_at: int, gate: threading.Event) -> None:
+        self.data, self.pause_at, self.gate, self.position = data, pause_at, gate, 0
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def read(self, size: int = -1) -> bytes:
+        if self.position >= self.pause_at:
+            self.gate.wait(30)
+        end = len(self.data) if size < 0 else self.position + size
+        if self.position < self.pause_at:
+            end = min(end, self.pause_at)
+        piece = self.data[self.position : end]
+        self.position += len(piece)
+        return piece
+
+
+def test_progress_of_an_upload_with_content_length(api: Api, tmp_path: Path) -> None:
+    data = write_demo_csv(DEMO_REGRESSION_ID, tmp_path / "progress.csv", 100_000, seed=12).read_bytes()
+    job = api.create_job(REGRESSION)
+    gate = threading.Event()
+    body = GatedFile(data, data.index(b"\n", len(data) // 2) + 1, gate)
+    uploader = threading.Thread(target=lambda: api.upload(job, body), daemon=True)
+    uploader.start()
+
+    halfway = api.wait(job["id"], until=lambda j: j["percentageCompleted"] > 30)
+    gate.set()
+    uploader.join(30)
+    done = api.wait(job["id"])
+
+    assert halfway["status"] == "RUNNING"
+    assert halfway["percentageCompleted"] < 100
+    assert done["percentageCompleted"] == 100.0
+    assert done["scoredRows"] == 100_000

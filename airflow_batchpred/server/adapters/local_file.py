@@ -63,7 +63,7 @@ class LocalFileIntake(IntakeAdapter):
     @property
     def bytes_total(self) -> int | None:
         if self._spool is not None:
-            return self._spool.size if self._spool.finished else None
+            return self._spool.size if self._spool.finished else self._spool.expected_size
         return self._total
 
     def close(self) -> None:

@@ -23,10 +23,12 @@ class Spool:
     """A file being filled by an upload.
 
     :param path: where the bytes go (created/truncated on :meth:`open`).
+    :param expected_size: the upload's ``Content-Length``, when it has one (for progress).
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, expected_size: int | None = None) -> None:
         self.path = path
+        self.expected_size = expected_size
         self.size = 0
         self.finished = False
         self.error: str | None = None

@@ -74,7 +74,9 @@ async def upload_csv(request: Request, job_id: str) -> Response:
         if record.upload_started or state.spool is not None:
             raise ApiError(409, f"An upload has already begun for job {job_id}; a job takes its data once.")
         _refuse_if_finished(record)
-        spool = state.spool = Spool(state.job_dir / "upload.csv")
+        declared = request.headers.get("content-length", "")
+        expected_size = int(declared) if declared.isdigit() else None
+        spool = state.spool = Spool(state.job_dir / "upload.csv", expected_size)
         svc.book.update(record.id, lambda target: setattr(target, "upload_started", True))
     spool.open()
     queue_early = record.spec.get("intakeSettings", {}).get("async", True) is not False
