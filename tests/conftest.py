@@ -20,7 +20,7 @@ import pytest
 
 from support import LocalServer
 
-pytest_plugins = ["conftest_services"]
+pytest_plugins = ["conftest_services", "conftest_secrets"]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SESSION_DIR = Path(tempfile.mkdtemp(prefix="batchpred-tests-"))

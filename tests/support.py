@@ -96,7 +96,7 @@ class LocalServer:
     """The local batch-prediction server, running as a subprocess on loopback."""
 
     data_dir: Path
-    token: str
+    token: str = field(repr=False)
     port: int = field(default_factory=free_port)
     extra_args: Sequence[str] = ()
     #: Extra environment for the server process (e.g. ``STORAGE_EMULATOR_HOST``).
