@@ -18,6 +18,7 @@ from airflow_batchpred.server.faults import EdgeMiddleware, FaultInjector, Fault
 from airflow_batchpred.server.jobs.book import JobBook
 from airflow_batchpred.server.jobs.runner import JobRunner
 from airflow_batchpred.server.jobs.uploads import UploadRegistry
+from airflow_batchpred.server.openapi import honest_openapi
 from airflow_batchpred.server.routes import (
     admin,
     batch_predictions,
@@ -101,6 +102,7 @@ def create_app(settings: ServerSettings, models: Any = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.services = services
+    app.openapi = lambda: honest_openapi(app)  # type: ignore[method-assign]
     install_error_handlers(app)
     app.include_router(version.router, prefix=API_PREFIX)
     authenticated = [Depends(require_token)]
