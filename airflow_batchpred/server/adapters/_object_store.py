@@ -245,7 +245,12 @@ class ObjectStream(io.RawIOBase):
             if self._chunks is None:
                 self._chunks = self._store.open_range(self.position, None, self._version)
             try:
-                return next(self._chunks, b"")
+                chunk = next(self._chunks, None)
+                if chunk is None:
+                    return b""
+                if chunk:
+                    return chunk
+                continue  # some transports yield empty keep-alive chunks mid-stream
             except self._store.transient_errors as exc:
                 self._chunks = None
                 self._reopened += 1
