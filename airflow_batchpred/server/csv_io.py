@@ -111,6 +111,8 @@ def _parse_rows(text: str, settings: CsvSettings) -> list[list[str]]:
 def iter_csv_batches(stream: BinaryIO, settings: CsvSettings, block_size: int) -> Iterator[pa.RecordBatch]:
     """Yield the rows of ``stream`` as record batches whose columns are all strings.
 
+    Batches have rows, except for a header-only file: then one empty batch carries the columns.
+
     :raises CsvFormatError: for empty, undecodable or malformed data (raised lazily, while iterating).
     """
     names, head = read_header(stream, settings)
@@ -127,13 +129,18 @@ def iter_csv_batches(stream: BinaryIO, settings: CsvSettings, block_size: int) -
                 column_types=dict.fromkeys(names, pa.string()), strings_can_be_null=False
             ),
         )
+        yielded = False
         while True:
             try:
                 batch = reader.read_next_batch()
             except StopIteration:
-                return
+                break
             if batch.num_rows:
+                yielded = True
                 yield batch
+        if not yielded:
+            # A header without rows still defines the columns (checked and written by the runner).
+            yield pa.RecordBatch.from_arrays([pa.array([], pa.string()) for _ in names], names=names)
     except pa.ArrowInvalid as exc:
         raise _arrow_error(exc, settings) from None
     except UnicodeDecodeError as exc:

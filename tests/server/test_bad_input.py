@@ -413,3 +413,15 @@ def test_options_the_deployment_cannot_honour_are_422(api: Api, body: dict[str, 
 
     assert response.status_code == 422
     assert text in response.json()["message"]
+
+
+def test_header_only_csv_completes_with_a_header_and_checks_columns(api: Api, demo_csv: bytes) -> None:
+    header = demo_csv.split(b"\n", 1)[0] + b"\n"
+    job, result = api.score_csv({**REGRESSION, "passthroughColumns": ["age"]}, header)
+    response, wrong = rejected_upload(api, b"age,sex\n")
+
+    assert job["scoredRows"] == 0
+    assert result.decode().splitlines() == ["age,progression_PREDICTION"]
+    assert response.status_code == 422
+    assert wrong["status"] == "ABORTED"
+    assert "lacks feature columns the deployment needs: bmi, bp" in wrong["statusDetails"]

@@ -229,6 +229,8 @@ class JobExecution:
 
 
 def _slices(batch: pa.RecordBatch, rows: int) -> Iterator[pa.RecordBatch]:
+    if not batch.num_rows:
+        yield batch  # scored all the same, so that the output gets its header row
     for offset in range(0, batch.num_rows, rows):
         yield batch.slice(offset, rows)
 
