@@ -395,3 +395,25 @@ def test_progress_of_an_upload_with_content_length(api: Api, tmp_path: Path) -> 
     assert halfway["percentageCompleted"] < 100
     assert done["percentageCompleted"] == 100.0
     assert done["scoredRows"] == 100_000
+
+
+def test_public_url_overrides_the_host_in_links(tmp_path: Path) -> None:
+    server = LocalServer(
+        data_dir=tmp_path / "data",
+        token=secrets.token_hex(8),
+        extra_args=("--public-url", "https://scoring.example.com/"),
+    )
+    server.start()
+    try:
+        api = Api(server)
+        response = api.post("batchPredictions/", json=REGRESSION)
+        for _ in range(2):
+            api.create_job(REGRESSION)
+        listed = api.get("batchPredictions/", params={"limit": 1}).json()
+    finally:
+        server.stop()
+
+    job_id = response.json()["id"]
+    assert response.headers["Location"] == f"https://scoring.example.com/api/v2/batchPredictions/{job_id}/"
+    assert response.json()["links"]["csvUpload"].startswith("https://scoring.example.com/api/v2/")
+    assert listed["next"].startswith("https://scoring.example.com/api/v2/batchPredictions/?")
