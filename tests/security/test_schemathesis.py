@@ -12,7 +12,6 @@ in the fields the contract parses, so the settings parser sees every kind of wro
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
+from security_helpers import server_with_models_of
 
 from airflow_batchpred.server import models
 
@@ -82,8 +82,10 @@ JSON_VALUES = st.recursive(
 
 
 @pytest.fixture(scope="module")
-def fuzzed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
-    server = LocalServer(data_dir=tmp_path_factory.mktemp("fuzzed") / "data", token=secrets.token_hex(16))
+def fuzzed_server(
+    local_server: LocalServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LocalServer]:
+    server = server_with_models_of(local_server, tmp_path_factory.mktemp("fuzzed") / "data")
     server.start()
     try:
         yield server
