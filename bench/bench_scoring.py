@@ -322,6 +322,8 @@ def render_section(
         "",
         f"Goal: engine >= {GOAL_RATIO}x baseline rows/s in every row. "
         f"Lowest ratio {worst:.2f}x: goal {verdict}.",
+        "Wall-clock ratios move from run to run on a shared machine; the CPU-time ratio (baseline CPU "
+        "seconds / engine CPU seconds of the process) is the steadier figure.",
         "This is the scoring engine alone; the end-to-end HTTP figure is measured by the server benchmark.",
         "",
     ]
