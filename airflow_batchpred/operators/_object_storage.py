@@ -44,7 +44,6 @@ class ObjectStorageBatchPredictionOperator(DataRobotBatchPredictionOperator):
         *,
         source_url: str | None = None,
         destination_url: str | None = None,
-        conn_id: str | None = None,
         credential_id: str | None = None,
         credential: Any = None,
         format: str = "csv",
@@ -58,23 +57,28 @@ class ObjectStorageBatchPredictionOperator(DataRobotBatchPredictionOperator):
             credential_id = credential_id_of(credential)
         self.source_url = source_url
         self.destination_url = destination_url
-        self.conn_id = conn_id
         self.credential_id = credential_id
         self.format = format
         self.output_format = output_format
 
+    @property
+    def connection_id(self) -> str | None:
+        """The (rendered) Airflow connection to map; subclasses return their ``*_conn_id``."""
+        return None
+
     def cloud_settings(self, url: str, fmt: str) -> dict[str, Any]:
         """Settings of one side: type, url, format, and the credential (or the connection to map)."""
         settings: dict[str, Any] = {"type": self.adapter_type, "url": url, "format": fmt}
-        if self.credential_id and self.conn_id:
+        conn_id = self.connection_id
+        if self.credential_id and conn_id:
             key = connection_key_for(self.connection_type)
             raise DataRobotSettingsError(
                 [(key, f"give {key} or credential_id, not both")], task_id=self.task_id
             )
         if self.credential_id:
             settings["credential_id"] = self.credential_id
-        elif self.conn_id:
-            settings[connection_key_for(self.connection_type)] = self.conn_id
+        elif conn_id:
+            settings[connection_key_for(self.connection_type)] = conn_id
         return settings
 
     def default_intake_settings(self) -> dict[str, Any]:

@@ -33,9 +33,9 @@ class DataRobotGCSBatchPredictionOperator(ObjectStorageBatchPredictionOperator):
     template_fields = (*ObjectStorageBatchPredictionOperator.template_fields, "gcp_conn_id")
 
     def __init__(self, *, gcp_conn_id: str | None = None, **kwargs: Any) -> None:
-        super().__init__(conn_id=gcp_conn_id, **kwargs)
+        super().__init__(**kwargs)
         self.gcp_conn_id = gcp_conn_id
 
-    def cloud_settings(self, url: str, fmt: str) -> dict[str, Any]:
-        self.conn_id = self.gcp_conn_id  # rendered value
-        return super().cloud_settings(url, fmt)
+    @property
+    def connection_id(self) -> str | None:
+        return self.gcp_conn_id

@@ -42,12 +42,15 @@ class DataRobotS3BatchPredictionOperator(ObjectStorageBatchPredictionOperator):
         endpoint_url: str | None = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(conn_id=aws_conn_id, **kwargs)
+        super().__init__(**kwargs)
         self.aws_conn_id = aws_conn_id
         self.endpoint_url = endpoint_url
 
+    @property
+    def connection_id(self) -> str | None:
+        return self.aws_conn_id
+
     def cloud_settings(self, url: str, fmt: str) -> dict[str, Any]:
-        self.conn_id = self.aws_conn_id  # rendered value
         settings = super().cloud_settings(url, fmt)
         if self.endpoint_url:
             settings["endpoint_url"] = self.endpoint_url

@@ -71,7 +71,7 @@ def require(module: str, extra: str, what: str) -> Any:
     except ImportError:
         raise MissingExtraError(
             f"{what} needs the Python package providing {module!r}, which is not installed on the "
-            f"server: pip install 'airflow-batchpred[{extra}]'"
+            f"server: pip install 'airflow-provider-batchpred[{extra}]'"
         ) from None
 
 
@@ -393,8 +393,6 @@ class ObjectStoreIntake(IntakeAdapter):
 
     #: The credential type this adapter reads (``s3``, ``azure``, ``gcp``).
     credential_type: ClassVar[str]
-    #: The extra that installs the SDK (for the missing-package message).
-    extra: ClassVar[str]
 
     def __init__(self, settings: Any, context: AdapterContext) -> None:
         super().__init__(settings, context)
@@ -576,7 +574,6 @@ class ObjectStoreOutput(OutputAdapter):
     """Output into one object, CSV (``csvSettings``) or parquet, visible only after :meth:`commit`."""
 
     credential_type: ClassVar[str]
-    extra: ClassVar[str]
     part_size: ClassVar[int] = DEFAULT_PART_SIZE
 
     def __init__(self, settings: Any, context: AdapterContext) -> None:

@@ -160,7 +160,6 @@ class AzureIntake(ObjectStoreIntake):
 
     type = "azure"
     credential_type = "azure"
-    extra = "microsoft-azure"
     parse_url = staticmethod(split_blob_url)
 
     @classmethod
@@ -174,7 +173,6 @@ class AzureOutput(ObjectStoreOutput):
 
     type = "azure"
     credential_type = "azure"
-    extra = "microsoft-azure"
     parse_url = staticmethod(split_blob_url)
 
     @classmethod

@@ -244,7 +244,6 @@ class GCPIntake(ObjectStoreIntake):
 
     type = "gcp"
     credential_type = "gcp"
-    extra = "google"
     parse_url = staticmethod(split_gs_url)
 
     @classmethod
@@ -263,7 +262,6 @@ class GCPOutput(ObjectStoreOutput):
 
     type = "gcp"
     credential_type = "gcp"
-    extra = "google"
     parse_url = staticmethod(split_gs_url)
 
     @classmethod

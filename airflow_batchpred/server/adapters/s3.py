@@ -152,7 +152,6 @@ class S3Intake(ObjectStoreIntake):
 
     type = "s3"
     credential_type = "s3"
-    extra = "amazon"
     parse_url = staticmethod(split_s3_url)
 
     @classmethod
@@ -166,7 +165,6 @@ class S3Output(ObjectStoreOutput):
 
     type = "s3"
     credential_type = "s3"
-    extra = "amazon"
     parse_url = staticmethod(split_s3_url)
 
     @classmethod
