@@ -55,7 +55,7 @@ def wait_http(url: str, process: subprocess.Popen[bytes], timeout: float = 120.0
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"{process.args} exited with {process.returncode}")
+            raise RuntimeError(f"{process.args!r} exited with {process.returncode}")
         try:
             if requests.get(url, timeout=2, **kwargs).status_code < 500:
                 return
@@ -96,7 +96,8 @@ def demo_block(deployment_id: str, work: Path) -> tuple[bytes, bytes, int]:
 def upload_csv(client: Any, key: str, size: int, header: bytes, block: bytes, block_rows: int) -> int:
     """Stream about ``size`` bytes of CSV into ``key`` with a multipart upload; returns the row count."""
     upload = client.create_multipart_upload(Bucket=BUCKET, Key=key)["UploadId"]
-    parts, rows, sent = [], 0, 0
+    parts: list[dict[str, Any]] = []
+    rows, sent = 0, 0
     buffer = io.BytesIO()
     buffer.write(header)
     while sent + buffer.tell() < size:

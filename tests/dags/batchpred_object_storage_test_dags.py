@@ -39,11 +39,11 @@ with DAG(
     DataRobotBatchPredictionOperator(
         task_id="score",
         deployment_id="{{ params.deployment_id }}",
-        intake_settings="{{ params.intake_settings }}",
-        output_settings="{{ params.output_settings }}",
+        intake_settings="{{ params.intake_settings }}",  # type: ignore[arg-type]  # rendered natively
+        output_settings="{{ params.output_settings }}",  # type: ignore[arg-type]
         input_file="{{ params.input_file }}",
         output_file="{{ params.output_file }}",
-        max_explanations="{{ params.max_explanations }}",
+        max_explanations="{{ params.max_explanations }}",  # type: ignore[arg-type]
         passthrough_columns_set="{{ params.passthrough_columns_set }}",
         poll_interval=0.2,
         hook_params=FAST_HOOK,

@@ -24,7 +24,7 @@ CONNECTIONS = {
     "azure": ("wasb_conn_id", WASB_CONN_ID),
     "gcp": ("gcp_conn_id", GCP_CONN_ID),
 }
-EXAMPLES = {
+EXAMPLES: dict[str, tuple[str, dict[str, Any]]] = {
     "s3": ("example_batchpred_s3", {"aws_conn_id": AWS_CONN_ID}),
     "azure": ("example_batchpred_azure", {"wasb_conn_id": WASB_CONN_ID, "max_explanations": 0}),
     "gcp": ("example_batchpred_gcs", {"gcp_conn_id": GCP_CONN_ID, "max_explanations": 0}),

@@ -435,8 +435,7 @@ class ObjectStoreIntake(IntakeAdapter):
             parquet = pq.ParquetFile(self._file, pre_buffer=False)  # type: ignore[arg-type]
         except (pa.ArrowInvalid, OSError) as exc:
             raise IntakeError(
-                f"{self.store.url} is not a readable parquet file ({exc}); set format to 'csv' if it "
-                "is CSV"
+                f"{self.store.url} is not a readable parquet file ({exc}); set format to 'csv' if it is CSV"
             ) from None
         try:
             for batch in parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS, use_threads=False):
@@ -565,9 +564,7 @@ def _unify(table: pa.Table, schema: pa.Schema) -> pa.Table:
 
 def _first_schema(table: pa.Table) -> pa.Schema:
     """The file schema from the first chunk; all-null columns become strings (typed later)."""
-    return pa.schema(
-        [pa.field(f.name, pa.string()) if pa.types.is_null(f.type) else f for f in table.schema]
-    )
+    return pa.schema([pa.field(f.name, pa.string()) if pa.types.is_null(f.type) else f for f in table.schema])
 
 
 class ObjectStoreOutput(OutputAdapter):
@@ -635,4 +632,3 @@ class ObjectStoreOutput(OutputAdapter):
     @property
     def bytes_written(self) -> int:
         return self._sink.bytes_written
-
