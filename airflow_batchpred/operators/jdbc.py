@@ -57,7 +57,149 @@ def target_settings(
     return settings
 
 
-class DataRobotJdbcBatchPredictionOperator(DataRobotBatchPredictionOperator):
+class DataRobotTableBatchPredictionOperator(DataRobotBatchPredictionOperator):
+    """Base of the table → table operators (JDBC, Snowflake, Synapse): source, target, statement.
+
+    Subclasses set :attr:`adapter_type`, map their Airflow connection type in
+    :meth:`map_connection`, and may add adapter fields in :meth:`extra_settings`. The database of
+    each side is named by an Airflow connection (mapped at run time, idempotently, to a data store
+    and credential named after it) or by DataRobot ids; the target defaults to the source's.
+    """
+
+    adapter_type: str = "jdbc"
+    template_fields = (
+        *DataRobotBatchPredictionOperator.template_fields,
+        *TABLE_TEMPLATE_FIELDS,
+        "data_store_id",
+        "credential_id",
+        "target_data_store_id",
+        "target_credential_id",
+        "create_table_if_not_exists",
+    )
+
+    def __init__(
+        self,
+        *,
+        target_table: str | None = None,
+        statement_type: str = "insert",
+        data_store_id: str | None = None,
+        credential_id: str | None = None,
+        source_table: str | None = None,
+        source_schema: str | None = None,
+        source_query: str | None = None,
+        target_schema: str | None = None,
+        update_columns: list[str] | None = None,
+        where_columns: list[str] | None = None,
+        create_table_if_not_exists: bool | None = None,
+        target_data_store_id: str | None = None,
+        target_credential_id: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.data_store_id = data_store_id
+        self.credential_id = credential_id
+        self.source_table = source_table
+        self.source_schema = source_schema
+        self.source_query = source_query
+        self.target_table = target_table
+        self.target_schema = target_schema
+        self.statement_type = statement_type
+        self.update_columns = update_columns
+        self.where_columns = where_columns
+        self.create_table_if_not_exists = create_table_if_not_exists
+        self.target_data_store_id = target_data_store_id
+        self.target_credential_id = target_credential_id
+        self._mapped: dict[str, MappedDataStore] = {}
+
+    # -- what subclasses provide -----------------------------------------------------------
+
+    #: Names of the connection arguments in messages (e.g. ``postgres_conn_id``).
+    conn_argument: str = "conn_id"
+
+    def source_conn_id(self) -> str | None:
+        return None
+
+    def target_conn_id(self) -> str | None:
+        return None
+
+    def map_connection(self, conn_id: str) -> MappedDataStore:
+        raise NotImplementedError
+
+    def extra_settings(self, side: str) -> dict[str, Any]:
+        """Adapter fields beyond table/statement for ``side`` ``"intake"`` or ``"output"``."""
+        return {}
+
+    # -- settings --------------------------------------------------------------------------
+
+    def _database(
+        self, conn_id: str | None, data_store_id: str | None, credential_id: str | None, side: str
+    ) -> MappedDataStore:
+        if conn_id and data_store_id:
+            raise DataRobotSettingsError(
+                [(side, "give a connection id or a data_store_id, not both")], task_id=self.task_id
+            )
+        if conn_id:
+            if conn_id not in self._mapped:
+                self._mapped[conn_id] = self.map_connection(conn_id)
+            return self._mapped[conn_id]
+        if not data_store_id:
+            raise DataRobotSettingsError(
+                [(side, f"name the database: {self.conn_argument}, or data_store_id with credential_id")],
+                task_id=self.task_id,
+            )
+        return MappedDataStore(data_store_id=data_store_id, credential_id=credential_id or "")
+
+    def _source(self) -> MappedDataStore:
+        return self._database(
+            self.source_conn_id(), self.data_store_id, self.credential_id, self.conn_argument
+        )
+
+    def _target(self) -> MappedDataStore:
+        if self.target_conn_id() or self.target_data_store_id:
+            return self._database(
+                self.target_conn_id(),
+                self.target_data_store_id,
+                self.target_credential_id,
+                f"target_{self.conn_argument}",
+            )
+        return self._source()
+
+    @staticmethod
+    def _ids(database: MappedDataStore) -> dict[str, Any]:
+        ids = {"data_store_id": database.data_store_id}
+        if database.credential_id:
+            ids["credential_id"] = database.credential_id
+        return ids
+
+    def default_intake_settings(self) -> dict[str, Any]:
+        return {
+            "type": self.adapter_type,
+            **self._ids(self._source()),
+            **source_settings(self.source_table, self.source_schema, self.source_query),
+            **self.extra_settings("intake"),
+        }
+
+    def default_output_settings(self) -> dict[str, Any]:
+        if not self.target_table:
+            raise DataRobotSettingsError(
+                [("target_table", "name the table to write the scores to")], task_id=self.task_id
+            )
+        return {
+            "type": self.adapter_type,
+            **self._ids(self._target()),
+            **target_settings(
+                self.target_table,
+                self.target_schema,
+                self.statement_type,
+                self.update_columns,
+                self.where_columns,
+                self.create_table_if_not_exists,
+            ),
+            **self.extra_settings("output"),
+        }
+
+
+class DataRobotJdbcBatchPredictionOperator(DataRobotTableBatchPredictionOperator):
     """Score ``source_schema.source_table`` (or ``source_query``) of a PostgreSQL database and write
     the scored rows to ``target_schema.target_table`` with ``statement_type``.
 
@@ -91,123 +233,38 @@ class DataRobotJdbcBatchPredictionOperator(DataRobotBatchPredictionOperator):
     ``include_prediction_status``, ``column_names_remapping`` ...).
     """
 
+    adapter_type = "jdbc"
+    conn_argument = "postgres_conn_id"
     template_fields = (
-        *DataRobotBatchPredictionOperator.template_fields,
-        *TABLE_TEMPLATE_FIELDS,
+        *DataRobotTableBatchPredictionOperator.template_fields,
         "postgres_conn_id",
-        "data_store_id",
-        "credential_id",
         "target_postgres_conn_id",
-        "target_data_store_id",
-        "target_credential_id",
         "commit_interval",
-        "create_table_if_not_exists",
     )
 
     def __init__(
         self,
         *,
-        target_table: str | None = None,
-        statement_type: str = "insert",
         postgres_conn_id: str | None = None,
-        data_store_id: str | None = None,
-        credential_id: str | None = None,
-        source_table: str | None = None,
-        source_schema: str | None = None,
-        source_query: str | None = None,
-        target_schema: str | None = None,
-        update_columns: list[str] | None = None,
-        where_columns: list[str] | None = None,
-        commit_interval: int | None = None,
-        create_table_if_not_exists: bool | None = None,
         target_postgres_conn_id: str | None = None,
-        target_data_store_id: str | None = None,
-        target_credential_id: str | None = None,
+        commit_interval: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.postgres_conn_id = postgres_conn_id
-        self.data_store_id = data_store_id
-        self.credential_id = credential_id
-        self.source_table = source_table
-        self.source_schema = source_schema
-        self.source_query = source_query
-        self.target_table = target_table
-        self.target_schema = target_schema
-        self.statement_type = statement_type
-        self.update_columns = update_columns
-        self.where_columns = where_columns
-        self.commit_interval = commit_interval
-        self.create_table_if_not_exists = create_table_if_not_exists
         self.target_postgres_conn_id = target_postgres_conn_id
-        self.target_data_store_id = target_data_store_id
-        self.target_credential_id = target_credential_id
-        self._mapped: dict[str, MappedDataStore] = {}
+        self.commit_interval = commit_interval
 
-    def _database(
-        self, conn_id: str | None, data_store_id: str | None, credential_id: str | None, side: str
-    ) -> MappedDataStore:
-        if conn_id and data_store_id:
-            raise DataRobotSettingsError(
-                [(side, "give a postgres connection id or a data_store_id, not both")], task_id=self.task_id
-            )
-        if conn_id:
-            if conn_id not in self._mapped:
-                self._mapped[conn_id] = map_postgres_connection(self.hook, conn_id)
-            return self._mapped[conn_id]
-        if not data_store_id:
-            raise DataRobotSettingsError(
-                [(side, "name the database: postgres_conn_id, or data_store_id with credential_id")],
-                task_id=self.task_id,
-            )
-        return MappedDataStore(data_store_id=data_store_id, credential_id=credential_id or "")
+    def source_conn_id(self) -> str | None:
+        return self.postgres_conn_id
 
-    def _source(self) -> MappedDataStore:
-        return self._database(
-            self.postgres_conn_id, self.data_store_id, self.credential_id, "postgres_conn_id"
-        )
+    def target_conn_id(self) -> str | None:
+        return self.target_postgres_conn_id
 
-    def _target(self) -> MappedDataStore:
-        if self.target_postgres_conn_id or self.target_data_store_id:
-            return self._database(
-                self.target_postgres_conn_id,
-                self.target_data_store_id,
-                self.target_credential_id,
-                "target_postgres_conn_id",
-            )
-        return self._source()
+    def map_connection(self, conn_id: str) -> MappedDataStore:
+        return map_postgres_connection(self.hook, conn_id)
 
-    @staticmethod
-    def _ids(database: MappedDataStore) -> dict[str, Any]:
-        ids = {"data_store_id": database.data_store_id}
-        if database.credential_id:
-            ids["credential_id"] = database.credential_id
-        return ids
-
-    def default_intake_settings(self) -> dict[str, Any]:
-        return {
-            "type": "jdbc",
-            **self._ids(self._source()),
-            **source_settings(self.source_table, self.source_schema, self.source_query),
-        }
-
-    def default_output_settings(self) -> dict[str, Any]:
-        if not self.target_table:
-            raise DataRobotSettingsError(
-                [("target_table", "name the table to write the scores to")], task_id=self.task_id
-            )
-        settings = {
-            "type": "jdbc",
-            **self._ids(self._target()),
-            **target_settings(
-                self.target_table,
-                self.target_schema,
-                self.statement_type,
-                self.update_columns,
-                self.where_columns,
-                self.create_table_if_not_exists,
-            ),
-        }
-        if self.commit_interval is not None:
-            settings["commit_interval"] = self.commit_interval
-        return settings
+    def extra_settings(self, side: str) -> dict[str, Any]:
+        if side == "output" and self.commit_interval is not None:
+            return {"commit_interval": self.commit_interval}
+        return {}
