@@ -17,8 +17,13 @@ features, and :func:`write_demo_csv` for scoring data.
 
 **Input.** Feature columns may be strings or numbers; extra columns are ignored. Empty cells (and
 the usual NA tokens) are missing values, imputed by the demo pipelines. A cell that is not a
-number fails its row: the row's cells are null, ``failed`` is set and ``status`` reads
-``Could not convert 'abc' in column 'bmi' to a number``.
+number fails its row: every cell of the row in ``ScoredBatch.table`` is null (``THRESHOLD`` and
+``POSITIVE_CLASS`` too), ``failed`` is set and ``status`` reads
+``Could not convert 'abc' in column 'bmi' to a number``; ``inf`` fails its row likewise. A model
+without an imputer fails the rows with missing values instead of the whole chunk.
+:meth:`Scorer.validate` checks :class:`ScoreOptions` up front (unknown classes in
+``include_probabilities_classes``, explanations for a model that has none, an algorithm other than
+``shap``) so a job can be refused when it is created.
 
 **Prediction columns** (in this order):
 
