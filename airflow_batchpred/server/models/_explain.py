@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from functools import partial
 from typing import Any, Protocol
 
 import numpy as np
@@ -84,11 +85,11 @@ def compile_preprocessing(steps: list[Any]) -> Callable[[np.ndarray], np.ndarray
                 return None  # indicator columns, or features dropped as empty: leave it to sklearn
             if not (isinstance(missing, float) and np.isnan(missing)):
                 return None
-            operations.append(lambda x, fill=statistics: np.where(np.isnan(x), fill, x))
+            operations.append(partial(_fill_missing, fill=statistics))
         elif type(step) is StandardScaler:
             mean = step.mean_ if step.with_mean else None
             scale = step.scale_ if step.with_std else None
-            operations.append(lambda x, mean=mean, scale=scale: _standardise(x, mean, scale))
+            operations.append(partial(_standardise, mean=mean, scale=scale))
         else:
             return None
 
@@ -98,6 +99,10 @@ def compile_preprocessing(steps: list[Any]) -> Callable[[np.ndarray], np.ndarray
         return features
 
     return run
+
+
+def _fill_missing(features: np.ndarray, fill: np.ndarray) -> np.ndarray:
+    return np.where(np.isnan(features), fill, features)
 
 
 def _standardise(features: np.ndarray, mean: np.ndarray | None, scale: np.ndarray | None) -> np.ndarray:

@@ -13,6 +13,7 @@ import re
 import secrets
 import shutil
 import threading
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -169,7 +170,7 @@ class ModelRegistry:
         label: str | None = None,
         deployment_id: str | None = None,
         positive_class: str | None = None,
-        feature_names: list[str] | tuple[str, ...] | None = None,
+        feature_names: Sequence[str] | None = None,
         description: str = "",
     ) -> DeploymentInfo:
         """Register a fitted scikit-learn model file as a deployment.
@@ -251,7 +252,7 @@ class ModelRegistry:
         target_name: str,
         target_type: str,
         positive_class: str | None,
-        feature_names: list[str] | tuple[str, ...] | None,
+        feature_names: Sequence[str] | None,
         description: str,
     ) -> DeploymentInfo:
         """Check ``model`` against the target type and build its metadata."""
