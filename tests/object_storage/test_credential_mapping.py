@@ -264,3 +264,25 @@ def test_settings_name_a_connection_or_a_credential_object(hook: DataRobotHook, 
         resolve_settings_credentials(hook, {"type": "s3", "url": "s3://b/k", "wasb_conn_id": WASB_CONN_ID})
     with pytest.raises(DataRobotConnectionError, match="give only one"):
         resolve_settings_credentials(hook, {**plain, "aws_conn_id": AWS_CONN_ID})
+
+
+def test_a_dag_run_with_a_broken_connection_fails_naming_it(
+    run_dag: Any, stores: Stores, capsys: pytest.CaptureFixture[str], tmp_path: Any, unique_key: Any
+) -> None:
+    source = stores.put("s3", unique_key("in.csv"), demo_csv(models.DEMO_BINARY_ID, tmp_path / "in.csv", 10))
+    target_key = unique_key("out.csv")
+
+    run = run_dag(
+        "example_batchpred_s3",
+        {
+            "deployment_id": models.DEMO_BINARY_ID,
+            "source_url": source,
+            "destination_url": stores.url("s3", target_key),
+            "aws_conn_id": "no_such_aws_connection",
+            "format": "csv",
+        },
+    )
+
+    assert str(getattr(run.state, "value", run.state)) == "failed"
+    assert "Airflow connection 'no_such_aws_connection' does not exist" in capsys.readouterr().out
+    assert stores.get("s3", target_key) is None
