@@ -112,7 +112,7 @@ class WireModel(BaseModel):
 
 def _check_url_scheme(url: str, schemes: tuple[str, ...], field: str) -> str:
     if not url.lower().startswith(schemes):
-        wanted = " or ".join(f"{scheme}//bucket/key" for scheme in schemes)
+        wanted = " or ".join(f"{scheme}bucket/key" for scheme in schemes)
         raise ValueError(f"{field} must look like {wanted}, got {url!r}")
     return url
 
