@@ -18,7 +18,6 @@ The provider hooks are imported lazily, so the providers are only needed for the
 from __future__ import annotations
 
 import base64
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,8 +33,6 @@ if TYPE_CHECKING:
 POSTGRES_DRIVER_ID = "postgresql"
 SNOWFLAKE_DRIVER_ID = "snowflake"
 SYNAPSE_DRIVER_ID = "sqlserver"
-#: Fields a service-account key must have for DataRobot (and Google's libraries) to use it.
-GCP_KEY_FIELDS = ("type", "project_id", "private_key_id", "private_key", "client_email")
 
 
 class ConnectionMappingError(ValueError):
@@ -272,68 +269,22 @@ def map_synapse_connection(hook: DataRobotHook, conn_id: str) -> MappedDataStore
 # ---------------------------------------------------------------------------------------------
 
 
-def gcp_service_account_key(gcp_conn_id: str) -> dict[str, Any] | None:
-    """The service-account key of a ``google_cloud_platform`` connection; ``None`` if anonymous.
+def map_gcp_connection(hook: DataRobotHook, gcp_conn_id: str) -> str | None:
+    """Create or update the ``gcp`` credential of a ``google_cloud_platform`` connection.
 
-    :raises ConnectionMappingError: when the connection has no usable key (``key_path`` missing,
-        ``keyfile_dict`` not JSON, fields missing, or only workload identity / ADC configured).
+    The key is read by :func:`airflow_batchpred.hooks.cloud_credentials.map_gcp_connection` (the
+    same mapping, and the same credential, as the GCS operators use).
+
+    :returns: the credential id, or ``None`` for an anonymous connection (``is_anonymous``: the
+        emulators), which DataRobot itself would refuse.
     """
     from airflow.providers.google.common.hooks.base_google import GoogleBaseHook
+
+    from airflow_batchpred.hooks.cloud_credentials import credential_for_connection
 
     google_hook, _ = _get_connection(
         GoogleBaseHook, gcp_conn_id, ("google_cloud_platform", "gcpbigquery"), gcp_conn_id=gcp_conn_id
     )
     if google_hook._get_field("is_anonymous"):
         return None
-    key_path = google_hook._get_field("key_path", None)
-    keyfile = google_hook._get_field("keyfile_dict", None)
-    if key_path and keyfile:
-        raise ConnectionMappingError(
-            gcp_conn_id, "extra.key_path and extra.keyfile_dict are mutually exclusive; keep one"
-        )
-    field_name = "extra.key_path" if key_path else "extra.keyfile_dict"
-    if key_path:
-        path = Path(key_path)
-        if path.suffix == ".p12" or not path.is_file():
-            raise ConnectionMappingError(
-                gcp_conn_id, f"{field_name} does not name a readable JSON key file; fix the path"
-            )
-        keyfile = path.read_text()
-    if not keyfile:
-        raise ConnectionMappingError(
-            gcp_conn_id,
-            "has no service-account key: set extra.keyfile_dict (the key JSON) or extra.key_path; "
-            "DataRobot cannot use Airflow's default credentials or workload identity",
-        )
-    if isinstance(keyfile, str):
-        try:
-            keyfile = json.loads(keyfile)
-        except ValueError:
-            raise ConnectionMappingError(gcp_conn_id, f"{field_name} is not valid JSON") from None
-    if not isinstance(keyfile, dict):
-        raise ConnectionMappingError(gcp_conn_id, f"{field_name} must be a JSON object")
-    missing = [name for name in GCP_KEY_FIELDS if not keyfile.get(name)]
-    if missing:
-        raise ConnectionMappingError(
-            gcp_conn_id, f"{field_name} lacks {', '.join(missing)}; use a service-account key JSON"
-        )
-    if keyfile.get("type") != "service_account":
-        raise ConnectionMappingError(gcp_conn_id, f"{field_name} type must be 'service_account'")
-    return dict(keyfile)
-
-
-def map_gcp_connection(hook: DataRobotHook, gcp_conn_id: str) -> str | None:
-    """Create or update the ``gcp`` credential of a ``google_cloud_platform`` connection.
-
-    :returns: the credential id, or ``None`` for an anonymous connection (emulators).
-    """
-    key = gcp_service_account_key(gcp_conn_id)
-    if key is None:
-        return None
-    return upsert_credential(
-        hook,
-        name=managed_name("google_cloud_platform", gcp_conn_id),
-        credential_type=CredentialType.GCP.value,
-        secret_fields={"gcpKey": key},
-        description=f"Service account of Airflow connection {gcp_conn_id}",
-    )
+    return credential_for_connection(hook, "google_cloud_platform", gcp_conn_id)
