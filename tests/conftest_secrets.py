@@ -293,6 +293,15 @@ def _secrets_scan(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecretSc
         SCANNER.add(token_file.read_text(errors="replace"), f"generated server token {token_file}")
     homes = [Path(os.environ["AIRFLOW_HOME"])] if os.environ.get("AIRFLOW_HOME") else []
     SCANNER.scan_places(airflow_homes=homes, search_roots=[base, *homes])
+    # What was scanned, for whoever wants the evidence (one file per pytest-xdist worker).
+    summary = {
+        "secrets": len(SCANNER.secrets),
+        "owners": sorted(set(SCANNER.secrets.values())),
+        "servers": len(SCANNER.server_dirs),
+        "findings": sorted({str(finding) for finding in SCANNER.findings}),
+    }
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    (base / f"secrets-scan-{worker}.json").write_text(json.dumps(summary, indent=1))
     if SCANNER.findings:
         unique = sorted({str(finding) for finding in SCANNER.findings})
         pytest.fail(
