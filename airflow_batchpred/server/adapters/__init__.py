@@ -10,6 +10,7 @@ from airflow_batchpred.server.adapters import dataset, local_file  # noqa: F401 
 from airflow_batchpred.server.adapters import gcp as _object_storage  # noqa: F401 - registers s3, azure, gcp
 from airflow_batchpred.server.adapters import jdbc as _databases  # noqa: F401 - registers adapters
 from airflow_batchpred.server.adapters import snowflake as _snowflake  # noqa: F401 - registers adapters
+from airflow_batchpred.server.adapters import synapse as _synapse  # noqa: F401 - registers adapters
 from airflow_batchpred.server.adapters.base import (
     INTAKE_ADAPTERS,
     OUTPUT_ADAPTERS,
