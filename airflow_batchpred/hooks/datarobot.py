@@ -799,16 +799,24 @@ class DataRobotHook(BaseHook):
         )
         try:
             with os.fdopen(handle, "wb") as out:
-                response = self.request(
-                    "GET",
-                    download_url,
-                    stream=True,
-                    read_timeout=STREAM_READ_TIMEOUT,
-                    what=f"Download the results of job {job_id}",
-                )
-                with response:
-                    for chunk in response.iter_content(DOWNLOAD_CHUNK_SIZE):
-                        out.write(chunk)
+                try:
+                    response = self.request(
+                        "GET",
+                        download_url,
+                        stream=True,
+                        read_timeout=STREAM_READ_TIMEOUT,
+                        what=f"Download the results of job {job_id}",
+                    )
+                    with response:
+                        for chunk in response.iter_content(DOWNLOAD_CHUNK_SIZE):
+                            out.write(chunk)
+                except (DataRobotError, requests.RequestException) as exc:
+                    # A job that ends FAILED/ABORTED meanwhile refuses (422) or cuts the download:
+                    # report the job's reason rather than the transport symptom.
+                    failed = raise_for_job(self.get_job(job_id))
+                    if failed is not None:
+                        raise failed from exc
+                    raise
             final = (
                 current
                 if is_terminal(current)

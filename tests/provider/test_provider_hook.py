@@ -157,7 +157,13 @@ def test_csv_parts_keep_quoted_multiline_records_whole(tmp_path: Path) -> None:
     assert parts == [b"a;b\n1;'x\ny'\n", b"a;b\n2;'z'\n", b"a;b\n3;'p\nq\nr'\n"]
 
 
-def test_download_of_an_aborted_job_leaves_no_file(hook: DataRobotHook, tmp_path: Path) -> None:
+@pytest.mark.parametrize("slow_download", [False, True], ids=["plain", "download-answered-late"])
+def test_download_of_an_aborted_job_leaves_no_file(
+    hook: DataRobotHook, faults: Any, tmp_path: Path, slow_download: bool
+) -> None:
+    if slow_download:
+        # The download is answered after the job has aborted (422): still the job's reason.
+        faults.set(rate=1.0, kinds=["slow"], routes=r"/download/$", slowSeconds=2)
     source = tmp_path / "bad.csv"
     rows = models.write_demo_csv(models.DEMO_REGRESSION_ID, tmp_path / "good.csv", 50, seed=2).read_text()
     header, *body = rows.splitlines()
