@@ -21,6 +21,7 @@ from psycopg2 import sql
 from airflow_batchpred.contract import JobStatus
 from airflow_batchpred.hooks.data_stores import MappedDataStore, map_postgres_connection
 from airflow_batchpred.hooks.datarobot import DataRobotHook
+from airflow_batchpred.server.adapters._sql import FETCH_ROWS
 
 SENTINELS = [(-1, -1.0), (-2, -2.0), (-3, -3.0)]
 #: Rows of the big table: enough chunks that a DELETE lands while the job writes.
@@ -318,3 +319,36 @@ def test_update_without_update_columns_is_refused_at_submission(
     )
     assert response.status_code == 422
     assert "update_columns" in response.text or "updateColumns" in response.text
+
+
+def test_commit_interval_keeps_whole_chunks_committed_before_a_late_failure(
+    hook: DataRobotHook, database: MappedDataStore, postgres: Postgres, tmp_path: Path
+) -> None:
+    """With ``commitInterval`` the documented partial commits happen: whole chunks, then rollback."""
+    rows = 200_000
+    table = demo_rows(tmp_path, rows, seed=19)
+    postgres.load_scoring_table("interval_input", table)
+    postgres.execute("ALTER TABLE public.interval_input ADD COLUMN label TEXT")
+    postgres.execute(
+        "UPDATE public.interval_input SET label = CASE WHEN id <= %s THEN id::text ELSE 'not-a-number' END",
+        (rows - 1_000,),
+    )
+    create_target(postgres, "interval_scored", table.column_names[1:], label="INTEGER")
+
+    final = run_job(
+        hook,
+        jdbc(database, table="interval_input", schema="public"),
+        jdbc(database, table="interval_scored", schema="public", statement_type="insert", commit_interval=1),
+    )
+
+    assert final["status"] == JobStatus.ABORTED.value
+    assert "since the last commitInterval commit" in final["statusDetails"]
+    written = postgres.execute("SELECT count(*) FROM public.interval_scored WHERE id > 0")[0][0]
+    assert 0 < written < rows
+    assert written % FETCH_ROWS == 0  # commits happen between chunks, never inside one
+    assert sentinels_only_among(postgres, "interval_scored")
+
+
+def sentinels_only_among(postgres: Postgres, name: str) -> bool:
+    rows = postgres.execute(f'SELECT id, "{PREDICTION}" FROM public.{name} WHERE id < 0')  # noqa: S608
+    return sorted(rows) == sorted(SENTINELS)
