@@ -11,6 +11,7 @@ import json
 import os
 import secrets
 import shutil
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,6 +22,12 @@ import pytest
 from support import LocalServer
 
 pytest_plugins = ["conftest_services", "conftest_secrets"]
+
+if "airflow" in sys.modules:
+    raise RuntimeError(
+        "Airflow was imported before tests/conftest.py set AIRFLOW_HOME: its settings would point at "
+        "~/airflow. Keep Airflow imports out of pytest's ini options and early plugins."
+    )
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SESSION_DIR = Path(tempfile.mkdtemp(prefix="batchpred-tests-"))
@@ -43,6 +50,12 @@ def _link_dags() -> None:
             target = DAGS_FOLDER / dag_file.name
             if not target.exists():
                 target.symlink_to(dag_file)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Declared here, not in pyproject.toml: naming an Airflow class there makes pytest import
+    # Airflow before the environment above exists.
+    config.addinivalue_line("filterwarnings", "error::airflow.exceptions.AirflowProviderDeprecationWarning")
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -97,21 +110,26 @@ def airflow_db() -> Path:
 
 @pytest.fixture(scope="session")
 def run_dag(airflow_db: Path) -> Callable[..., Any]:
-    """Run a DAG from the dags folder with ``dag.test()`` and return its DagRun."""
+    """Run a DAG from the dags folder with ``dag.test()`` and return its DagRun.
+
+    The DAG's file is parsed afresh for every run, so nothing a run changes on the DAG object
+    (params, for one) carries over into the next run.
+    """
     from airflow.dag_processing.dagbag import DagBag
 
-    bags: dict[str, DagBag] = {}
+    files: dict[str, str] = {}
 
     def _run(dag_id: str, conf: dict[str, Any] | None = None, **test_kwargs: Any) -> Any:
         _link_dags()
-        bag = bags.get("bag")
-        if bag is None or dag_id not in bag.dags:
-            bag = bags["bag"] = DagBag(dag_folder=str(DAGS_FOLDER))
-        if dag_id not in bag.dags:
-            raise LookupError(
-                f"DAG {dag_id!r} not found in {DAGS_FOLDER}; import errors: {bag.import_errors}"
-            )
-        return bag.dags[dag_id].test(run_conf=conf, **test_kwargs)
+        if dag_id not in files:
+            bag = DagBag(dag_folder=str(DAGS_FOLDER))
+            files.update({found_id: dag.fileloc for found_id, dag in bag.dags.items()})
+            if dag_id not in files:
+                raise LookupError(
+                    f"DAG {dag_id!r} not found in {DAGS_FOLDER}; import errors: {bag.import_errors}"
+                )
+        dag = DagBag(dag_folder=files[dag_id]).dags[dag_id]
+        return dag.test(run_conf=conf, **test_kwargs)
 
     return _run
 
@@ -144,7 +162,7 @@ def task_states() -> Callable[[Any], dict[str, tuple[str | None, int]]]:
     def _states(dag_run: Any) -> dict[str, tuple[str | None, int]]:
         with create_session() as session:
             return {
-                ti.task_id: (str(ti.state.value) if ti.state else None, ti.try_number)
+                ti.task_id: (str(getattr(ti.state, "value", ti.state)) if ti.state else None, ti.try_number)
                 for ti in dag_run.get_task_instances(session=session)
             }
 
