@@ -27,7 +27,6 @@ Snowflake's upper-case one; a missing schema or table is a job failure naming it
 from __future__ import annotations
 
 import datetime as dt
-import decimal
 import io
 import logging
 import re
@@ -253,7 +252,7 @@ class SqlDialect(ABC):
         column_list = ", ".join(self.quote(connection, name) for name in columns)
         row_marks = "(" + ", ".join([self.placeholder] * len(columns)) + ")"
         statement = f"INSERT INTO {table_sql} ({column_list}) VALUES {row_marks}"
-        rows = list(zip(*(python_values(table.column(i)) for i in range(table.num_columns)), strict=True))
+        rows = list(zip(*(column.to_pylist() for column in table.columns), strict=True))
         if rows:
             cursor.executemany(statement, rows)
 
@@ -296,10 +295,8 @@ class SqlDialect(ABC):
 
 
 def _text(value: Any) -> str | None:
-    """A database value as the string the scorer and the CSV output see."""
-    if value is None:
-        return None
-    if isinstance(value, str):
+    """A database value as the string the scorer and the outputs see (``None`` stays NULL)."""
+    if value is None or isinstance(value, str):
         return value
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -307,16 +304,11 @@ def _text(value: Any) -> str | None:
         return repr(value)
     if isinstance(value, dt.datetime):
         return value.isoformat(sep=" ")
-    if isinstance(value, dt.date | dt.time | decimal.Decimal):
-        return value.isoformat() if not isinstance(value, decimal.Decimal) else str(value)
+    if isinstance(value, dt.date | dt.time):
+        return value.isoformat()
     if isinstance(value, bytes | bytearray | memoryview):
         return bytes(value).hex()
-    return str(value)
-
-
-def python_values(column: pa.Array | pa.ChunkedArray) -> list[Any]:
-    """Cells of an output column as Python values for driver parameters (NaN stays a float)."""
-    return column.to_pylist()
+    return str(value)  # int, Decimal, UUID, ...
 
 
 class PostgresDialect(SqlDialect):

@@ -44,6 +44,7 @@ from airflow_batchpred.server.adapters._sql import (
     TableRef,
     _cursor,
     _display,
+    _pick,
     register_dialect,
 )
 from airflow_batchpred.server.adapters.base import (
@@ -309,7 +310,7 @@ class SnowflakeOutput(SqlOutput):
                     )
                     cursor.execute("BEGIN")
                     cursor.execute(self._copy_statement(staging, source))
-                    where = [_match(self._columns, c) for c in self.settings.where_columns or []]
+                    where = [_pick(self._columns, c) or c for c in self.settings.where_columns or []]
                     set_columns = self._set_columns()
                     if set_columns:
                         cursor.execute(
@@ -378,9 +379,3 @@ class SnowflakeOutput(SqlOutput):
         for part in self._parts:
             part.unlink(missing_ok=True)
         self._parts = []
-
-
-def _match(columns: list[str], name: str) -> str:
-    return next((c for c in columns if c == name), None) or next(
-        (c for c in columns if c.lower() == name.lower()), name
-    )
