@@ -61,6 +61,8 @@ TRANSIENT_STATUSES = frozenset({429, 502, 503, 504})
 DEFAULT_ENDPOINT_PATH = "/api/v2"
 DEFAULT_PART_SIZE = 5 * 1024 * 1024
 DOWNLOAD_CHUNK_SIZE = 1024 * 1024
+#: First wait between polls for the download link (doubling up to the poll interval).
+LINK_POLL_INITIAL_INTERVAL = 0.1
 #: Upload and download bodies may legitimately pause for long while the job queues or scores.
 STREAM_READ_TIMEOUT = 660.0
 
@@ -663,15 +665,19 @@ class DataRobotHook(BaseHook):
         timeout: float | None = None,
         on_progress: ProgressCallback | None = None,
         until: Callable[[Mapping[str, Any]], bool] = is_terminal,
+        initial_interval: float | None = None,
     ) -> dict[str, Any]:
         """Poll a job until ``until(job)`` (default: a terminal status) and return its JSON.
 
         Does not raise on ``FAILED``/``ABORTED``: the caller decides (see :func:`raise_for_job`).
 
         :param on_progress: called with the job JSON after every poll.
+        :param initial_interval: first wait between polls, doubled after every poll up to
+            ``poll_interval`` (for states expected within a second, such as the download link).
         :raises DataRobotTimeoutError: ``timeout`` seconds passed first.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
+        interval = poll_interval if initial_interval is None else min(initial_interval, poll_interval)
         while True:
             job = self.get_job(job_id)
             if on_progress is not None:
@@ -683,10 +689,9 @@ class DataRobotHook(BaseHook):
                     f"Batch prediction job {job_id} is still {job.get('status')} after {timeout:g} s",
                     job_id=job_id,
                 )
-            sleep = (
-                poll_interval if deadline is None else min(poll_interval, max(deadline - time.monotonic(), 0))
-            )
+            sleep = interval if deadline is None else min(interval, max(deadline - time.monotonic(), 0))
             time.sleep(sleep)
+            interval = min(interval * 2, poll_interval)
 
     # -----------------------------------------------------------------------------------------
     # Local files
@@ -786,6 +791,8 @@ class DataRobotHook(BaseHook):
             timeout=remaining(),
             on_progress=on_progress,
             until=lambda j: bool((j.get("links") or {}).get("download")),
+            # The link appears as soon as the job runs, usually well within a second.
+            initial_interval=LINK_POLL_INITIAL_INTERVAL,
         )
         failed = raise_for_job(current)
         if failed is not None:
@@ -821,7 +828,12 @@ class DataRobotHook(BaseHook):
                 current
                 if is_terminal(current)
                 else self.wait_for_job(
-                    job_id, poll_interval=poll_interval, timeout=remaining(), on_progress=on_progress
+                    job_id,
+                    poll_interval=poll_interval,
+                    timeout=remaining(),
+                    on_progress=on_progress,
+                    # The result stream ends when the job does: its final status is moments away.
+                    initial_interval=LINK_POLL_INITIAL_INTERVAL,
                 )
             )
             error = raise_for_job(final)
