@@ -13,7 +13,6 @@ The stand-ins come from ``tests/conftest_services.py``. The local server is this
 from __future__ import annotations
 
 import json
-import os
 import secrets
 from collections.abc import Callable, Iterator
 
@@ -32,28 +31,6 @@ from objstore_helpers import (
 
 from services import AzuriteBlob, GCSEmulator, MotoS3
 from support import LocalServer
-
-
-def _reread_airflow_settings() -> None:
-    """Point Airflow's settings at the temporary home of ``tests/conftest.py``.
-
-    ``pyproject.toml``'s ``filterwarnings`` names an Airflow warning class, so pytest imports
-    Airflow (and freezes ``airflow.settings``: dags folder, database) before ``tests/conftest.py``
-    sets ``AIRFLOW_HOME``. Same work-around as ``tests/provider/conftest.py``; a no-op once the
-    shared import order is fixed.
-    """
-    from airflow import settings
-    from airflow.configuration import conf
-
-    if os.path.expanduser(conf.get("core", "dags_folder")) != settings.DAGS_FOLDER or (
-        conf.get("database", "sql_alchemy_conn") != settings.SQL_ALCHEMY_CONN
-    ):
-        os.makedirs(os.environ["AIRFLOW_HOME"], exist_ok=True)
-        settings.configure_vars()
-        settings.reconfigure_orm()
-
-
-_reread_airflow_settings()
 
 
 @pytest.fixture(scope="session")

@@ -12,30 +12,6 @@ from batchpred_helpers import BusyWorkers, Faults
 from airflow_batchpred.hooks.datarobot import DataRobotHook
 
 
-def _reread_airflow_settings() -> None:
-    """Point Airflow at the temporary home that ``tests/conftest.py`` set up.
-
-    The ``filterwarnings`` entry in ``pyproject.toml`` names an Airflow warning class, so pytest
-    imports Airflow while parsing its options, before ``tests/conftest.py`` sets ``AIRFLOW_HOME``,
-    the dags folder and the database URL: Airflow's settings module then holds the defaults
-    (``~/airflow``). Re-read them here; a no-op once that import order is fixed.
-    """
-    import os
-
-    from airflow import settings
-    from airflow.configuration import conf
-
-    if os.path.expanduser(conf.get("core", "dags_folder")) != settings.DAGS_FOLDER or (
-        conf.get("database", "sql_alchemy_conn") != settings.SQL_ALCHEMY_CONN
-    ):
-        os.makedirs(os.environ["AIRFLOW_HOME"], exist_ok=True)
-        settings.configure_vars()
-        settings.reconfigure_orm()
-
-
-_reread_airflow_settings()
-
-
 @pytest.fixture
 def hook(local_server: Any) -> Iterator[DataRobotHook]:
     """A hook on the local server with fast retries."""
