@@ -2,7 +2,7 @@
 
 A job is queued when its data can be read (the upload started, multipart parts were finalized, or
 at creation for non-local intakes). Queued jobs stay INITIALIZING and report ``queuePosition``.
-A worker reads the intake as record batches, slices them into chunks of at most
+A worker reads the intake as record batches, regroups them into chunks of exactly
 ``chunk_rows`` rows (fewer with explanations, which are slower), scores each chunk, shapes the
 output columns and hands them to the output adapter, updating the job after every chunk. The
 abort flag is checked between chunks, so a DELETE stops a job within one chunk's time.
@@ -178,22 +178,28 @@ class JobExecution:
             else self.services.settings.chunk_rows
         )
         shaper: OutputShaper | None = None
-        for batch in intake.batches():
-            if shaper is None:
-                shaper = OutputShaper(self.settings, batch.schema.names)
-                missing = scorer.missing_features(batch.schema.names)
-                if missing:
-                    raise JobAborted(
-                        "the input lacks feature columns the deployment needs: " + ", ".join(missing)
-                    )
-            for chunk in _slices(batch, chunk_rows):
-                if self.cancelled.is_set():
-                    raise JobCancelled()
-                scored = scorer.score(chunk, options)
-                output.write(shaper.shape(chunk, scored))
-                failed = int(np.count_nonzero(scored.failed))
-                self._record_progress(intake, output, chunk.num_rows - failed, failed)
-                self._check_failure_ratio(scored)
+
+        def checked(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+            nonlocal shaper
+            for batch in batches:
+                if shaper is None:
+                    shaper = OutputShaper(self.settings, batch.schema.names)
+                    missing = scorer.missing_features(batch.schema.names)
+                    if missing:
+                        raise JobAborted(
+                            "the input lacks feature columns the deployment needs: " + ", ".join(missing)
+                        )
+                yield batch
+
+        for chunk in _fixed_chunks(checked(intake.batches()), chunk_rows):
+            assert shaper is not None
+            if self.cancelled.is_set():
+                raise JobCancelled()
+            scored = scorer.score(chunk, options)
+            output.write(shaper.shape(chunk, scored))
+            failed = int(np.count_nonzero(scored.failed))
+            self._record_progress(intake, output, chunk.num_rows - failed, failed)
+            self._check_failure_ratio(scored)
 
     def _record_progress(
         self, intake: IntakeAdapter, output: OutputAdapter, scored: int, failed: int
@@ -228,11 +234,42 @@ class JobExecution:
             )
 
 
-def _slices(batch: pa.RecordBatch, rows: int) -> Iterator[pa.RecordBatch]:
-    if not batch.num_rows:
-        yield batch  # scored all the same, so that the output gets its header row
-    for offset in range(0, batch.num_rows, rows):
-        yield batch.slice(offset, rows)
+def _fixed_chunks(batches: Iterator[pa.RecordBatch], rows: int) -> Iterator[pa.RecordBatch]:
+    """Chunks of exactly ``rows`` rows (the last one shorter), however the intake's batches fall.
+
+    The intake's batches follow the reader's blocks, which depend on how fast an upload arrived;
+    models score a row with slightly different floating-point rounding depending on its place in
+    the matrix (BLAS kernels treat the tail rows of a block differently), so chunks that followed
+    those blocks made two runs over the same file differ in the last digit. Fixed chunks make the
+    output byte-identical from run to run. An input without rows gives one empty chunk, scored
+    all the same so that the output gets its header row.
+    """
+    pending: list[pa.RecordBatch] = []
+    pending_rows = 0
+    empty: pa.RecordBatch | None = None
+    yielded = False
+    for batch in batches:
+        if not batch.num_rows:
+            empty = empty or batch
+            continue
+        pending.append(batch)
+        pending_rows += batch.num_rows
+        while pending_rows >= rows:
+            merged = pa.Table.from_batches(pending).combine_chunks()
+            yield _one_batch(merged.slice(0, rows))
+            yielded = True
+            rest = merged.slice(rows)
+            pending = rest.to_batches() if rest.num_rows else []
+            pending_rows = rest.num_rows
+    if pending_rows:
+        yield _one_batch(pa.Table.from_batches(pending))
+    elif not yielded and empty is not None:
+        yield empty
+
+
+def _one_batch(table: pa.Table) -> pa.RecordBatch:
+    """``table`` as one record batch (its columns made contiguous)."""
+    return table.combine_chunks().to_batches()[0]
 
 
 def score_options(settings: JobSettings) -> ScoreOptions:
