@@ -183,3 +183,18 @@ def test_reads_a_query_and_writes_another_schema(
 
     assert state_of(run) == "success"
     assert_predictions(postgres.rows("scored_subset", schema="reporting"), expected, ids=set(range(1, 51)))
+
+
+def test_deferrable_operator_maps_and_scores(
+    run_dag: Any, postgres_conn_env: str, postgres: Postgres, scoring: Any, xcom_of: Any
+) -> None:
+    _, expected = scoring
+    postgres.execute("DROP TABLE IF EXISTS public.deferred_scores")
+
+    run = run_dag(
+        "batchpred_jdbc_deferred", {"deployment_id": DEPLOYMENT_ID, "target_table": "deferred_scores"}
+    )
+
+    assert state_of(run) == "success"
+    assert_predictions(postgres.rows("deferred_scores"), expected)
+    assert xcom_of(run, "score")["status"] == "COMPLETED"
