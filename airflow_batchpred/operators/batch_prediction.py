@@ -193,6 +193,9 @@ class DataRobotBatchPredictionOperator(BaseOperator):
         job is submitted (and its local input uploaded).
     :param poll_interval: seconds between status requests.
     :param timeout: seconds to wait for the job before aborting it and failing the task.
+    :param output_asset: add the output as an Airflow ``Asset`` to ``outlets`` when its location is
+        fixed at parse time (not templated) and no ``outlets`` are given; ``False`` turns it off.
+        See :mod:`airflow_batchpred.utils.assets`.
     """
 
     template_fields = (
@@ -255,8 +258,10 @@ class DataRobotBatchPredictionOperator(BaseOperator):
         wait_for_completion: bool = True,
         poll_interval: float = 5.0,
         timeout: float | timedelta | None = None,
+        output_asset: bool = True,
         **kwargs: Any,
     ) -> None:
+        self.__dict__["_default_outlet_pending"] = output_asset and not kwargs.get("outlets")
         super().__init__(**kwargs)
         self.deployment_id = deployment_id
         self.intake_settings = intake_settings
@@ -302,6 +307,32 @@ class DataRobotBatchPredictionOperator(BaseOperator):
                 UserWarning,
                 stacklevel=2,
             )
+
+    @property  # type: ignore[override]
+    def outlets(self) -> list[Any]:
+        """The task's outlets; by default, once the operator is built, the output's ``Asset``."""
+        outlets: list[Any] = self.__dict__.setdefault("_outlets", [])
+        if self.__dict__.get("_default_outlet_pending") and self.__dict__.get("_BaseOperator__instantiated"):
+            self.__dict__["_default_outlet_pending"] = False
+            from airflow_batchpred.utils.assets import output_asset_uri
+
+            uri = output_asset_uri(self)
+            if uri:
+                from airflow.sdk import Asset
+
+                outlets.append(Asset(uri))
+        return outlets
+
+    @outlets.setter
+    def outlets(self, value: list[Any]) -> None:
+        self.__dict__["_outlets"] = value
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """OpenLineage: the job's input and output datasets, deployment and job (see
+        :mod:`airflow_batchpred.utils.openlineage`; needs the ``openlineage`` extra)."""
+        from airflow_batchpred.utils.openlineage import get_openlineage_facets_on_complete
+
+        return get_openlineage_facets_on_complete(self)
 
     @cached_property
     def hook(self) -> DataRobotHook:
@@ -542,7 +573,17 @@ class DataRobotBatchPredictionOperator(BaseOperator):
     def _remaining(self, started: float) -> float | None:
         return None if self.timeout is None else max(self.timeout - (time.monotonic() - started), 0.0)
 
+    def _validate_before_mapping(self) -> None:
+        """Validate every argument before connections are mapped (which writes to DataRobot)."""
+        given = (self.intake_settings, self.output_settings)
+        self.resolve_credentials(map_connections=False)
+        try:
+            self.job_settings()
+        finally:
+            self.intake_settings, self.output_settings = given
+
     def execute(self, context: Context) -> dict[str, Any]:
+        self._validate_before_mapping()
         self.resolve_credentials()
         settings = self.job_settings()
         started = time.monotonic()
