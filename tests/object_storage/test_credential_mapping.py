@@ -286,3 +286,28 @@ def test_a_dag_run_with_a_broken_connection_fails_naming_it(
     assert str(getattr(run.state, "value", run.state)) == "failed"
     assert "Airflow connection 'no_such_aws_connection' does not exist" in capsys.readouterr().out
     assert stores.get("s3", target_key) is None
+
+
+def test_invalid_settings_fail_before_any_credential_is_created(
+    hook: DataRobotHook, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow_batchpred.exceptions import DataRobotSettingsError
+    from airflow_batchpred.operators.s3 import DataRobotS3BatchPredictionOperator
+
+    conn_id = "aws_order_check"
+    monkeypatch.setenv(
+        f"AIRFLOW_CONN_{conn_id.upper()}",
+        json.dumps({"conn_type": "aws", "login": "AKIAORDERCHECK", "password": "order-check-secret"}),
+    )
+    operator = DataRobotS3BatchPredictionOperator(
+        task_id="bad_settings",
+        deployment_id="64f0a1d3e5b7c9d1e3f50001",
+        source_url="s3://bucket/in.csv",
+        destination_url="s3://bucket/out.csv",
+        aws_conn_id=conn_id,
+        max_explanations=1000,
+    )
+    with pytest.raises(DataRobotSettingsError, match="max_explanations"):
+        operator.execute({})  # type: ignore[arg-type]
+    listed = hook.request("GET", "credentials/", params={"limit": 1000}, what="List credentials").json()
+    assert not [c["name"] for c in listed["data"] if conn_id in c["name"]]
