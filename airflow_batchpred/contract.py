@@ -559,8 +559,15 @@ class SettingsValidationError(ValueError):
 _UNION_TAGS = set(INTAKE_TYPES) | set(OUTPUT_TYPES)
 
 
+def _is_branch_label(part: str) -> bool:
+    """True for the labels pydantic puts in a path for a union's branches (``literal[...]``, ``int``)."""
+    return "[" in part or "-" in part or part in ("int", "str", "float", "bool", "none")
+
+
 def _describe(error: Mapping[str, Any], camel: bool, model: type[BaseModel]) -> tuple[str, str]:
-    loc = [str(part) for part in error["loc"] if str(part) not in _UNION_TAGS]
+    loc = [
+        str(part) for part in error["loc"] if str(part) not in _UNION_TAGS and not _is_branch_label(str(part))
+    ]
     parts = [(part if camel else _snake(part)) for part in loc]
     path = ".".join(parts) or "(settings)"
     kind = error["type"]
@@ -605,7 +612,15 @@ def parse_model(model: type[WireModel], data: Any, *, camel: bool = False) -> An
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise SettingsValidationError([_describe(e, camel, model) for e in exc.errors()]) from None
+        # A value that fits no branch of a union gets one error per branch, all on one field.
+        merged: dict[str, list[str]] = {}
+        for error in exc.errors():
+            path, message = _describe(error, camel, model)
+            if message not in merged.setdefault(path, []):
+                merged[path].append(message)
+        raise SettingsValidationError(
+            [(path, "; or: ".join(messages)) for path, messages in merged.items()]
+        ) from None
 
 
 def parse_job_settings(data: Mapping[str, Any] | JobSettings, *, camel: bool = False) -> JobSettings:
