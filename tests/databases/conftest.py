@@ -19,27 +19,6 @@ from database_helpers import DEPLOYMENT_ID, POSTGRES_CONN_ID, Postgres
 from airflow_batchpred.server import models
 
 
-def _reread_airflow_settings() -> None:
-    """Point Airflow at the temporary home ``tests/conftest.py`` set up.
-
-    ``pyproject.toml``'s ``filterwarnings`` names an Airflow warning class, so pytest imports Airflow
-    before ``tests/conftest.py`` sets ``AIRFLOW_HOME``: the settings module then holds ``~/airflow``.
-    Same work-around as ``tests/provider/conftest.py``; a no-op once that import order is fixed.
-    """
-    from airflow import settings
-    from airflow.configuration import conf
-
-    if os.path.expanduser(conf.get("core", "dags_folder")) != settings.DAGS_FOLDER or (
-        conf.get("database", "sql_alchemy_conn") != settings.SQL_ALCHEMY_CONN
-    ):
-        os.makedirs(os.environ["AIRFLOW_HOME"], exist_ok=True)
-        settings.configure_vars()
-        settings.reconfigure_orm()
-
-
-_reread_airflow_settings()
-
-
 @pytest.fixture(scope="session")
 def scorer(local_server: Any) -> models.Scorer:
     """The server's regression model, loaded in process to compute the expected scores."""
