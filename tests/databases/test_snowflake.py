@@ -331,3 +331,30 @@ def test_bad_snowflake_connections_name_the_connection_and_field(
     assert "Airflow connection 'sf_broken'" in str(caught.value)
     assert message in str(caught.value)
     assert "sf-secret-123" not in str(caught.value)
+
+
+def test_a_key_pair_credential_connects_and_scores(
+    hook: DataRobotHook, monkeypatch: pytest.MonkeyPatch, snowflake_server: Any, scoring: Any, tmp_path: Path
+) -> None:
+    """The server decrypts the mapped key with its passphrase and connects with it (fakesnow
+    accepts any key: what runs is the credential's path, not Snowflake's verification)."""
+    _, expected = scoring
+    connection = snowflake_server.airflow_connection()
+    key_file = _write_private_key(tmp_path / "scorer_key.p8", passphrase="pair-pass")
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_SF_SCORING_KEY",
+        json.dumps(
+            {
+                **connection,
+                "password": "pair-pass",
+                "extra": {**connection["extra"], "private_key_file": str(key_file)},
+            }
+        ),
+    )
+    database = map_snowflake_connection(hook, "sf_scoring_key")
+
+    final = _job(hook, database, {"table": "KEY_PAIR_SCORES", "statement_type": "create_table"})
+
+    assert final["status"] == JobStatus.COMPLETED.value, final["statusDetails"]
+    rows = Snowflake(snowflake_server).rows("KEY_PAIR_SCORES")
+    assert_predictions(rows, expected)
