@@ -28,8 +28,25 @@ from typing import Any
 START = datetime(2026, 1, 1)
 
 
+#: Where the result (and the readiness mark) go: files, because Airflow logs to stdout, and a
+#: parent that reads stdout only at the end would let a full pipe block the child.
+RESULT_FILE = os.environ.get("BENCH_RESULT_FILE", "")
+
+
 def _emit(result: dict[str, Any]) -> None:
-    print(json.dumps(result), flush=True)
+    if RESULT_FILE:
+        with open(RESULT_FILE + ".tmp", "w") as sink:
+            json.dump(result, sink)
+        os.replace(RESULT_FILE + ".tmp", RESULT_FILE)
+    else:
+        print(json.dumps(result), flush=True)
+
+
+def _ready() -> None:
+    if RESULT_FILE:
+        with open(RESULT_FILE + ".ready", "w"):
+            pass
+    print("ready", flush=True)
 
 
 def _connection() -> tuple[str, str]:
@@ -113,7 +130,7 @@ def triggers(args: argparse.Namespace) -> None:
             tasks.append(asyncio.create_task(watch(trigger, seen)))
             # The triggerer picks triggers up over time; spread the first polls over one interval.
             await asyncio.sleep(args.poll_interval / len(job_ids))
-        print("ready", flush=True)
+        _ready()
         await asyncio.gather(*tasks)
         return seen
 
@@ -128,7 +145,7 @@ def sensor(args: argparse.Namespace) -> None:
     poke = DataRobotBatchPredictionJobSensor(
         task_id="wait", job_id=args.job_id, poke_interval=args.poll_interval
     )
-    print("ready", flush=True)
+    _ready()
     context: Any = {}
     while True:
         try:

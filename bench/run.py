@@ -211,6 +211,7 @@ class Bench:
         self.rows: list[Row] = []
         self.extra: list[str] = []
         self.operator_runs: dict[Path, ChildResult] = {}
+        self.spawned = 0
 
     # ------------------------------------------------------------------------------ set-up
     @property
@@ -253,29 +254,54 @@ class Bench:
         assert self.server.service.process is not None
         return self.server.service.process.pid
 
+    def spawn(self, argv: list[str]) -> tuple[subprocess.Popen[bytes], Path]:
+        """Start ``bench/_child.py argv``; its output goes to the log, its result to a file."""
+        self.spawned += 1
+        result = self.workdir / f"result-{self.spawned}.json"
+        with (self.workdir / "children.log").open("ab") as log_file:
+            process = subprocess.Popen(
+                [*CHILD, *argv],
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                env={**self.env, "BENCH_RESULT_FILE": str(result)},
+                cwd=ROOT,
+            )
+        return process, result
+
+    def wait_ready(self, process: subprocess.Popen[bytes], result: Path, timeout: float = 600) -> None:
+        deadline = time.monotonic() + timeout
+        ready = Path(str(result) + ".ready")
+        while not ready.exists():
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"child {process.args} did not get ready:\n{self.log_tail()}")
+            time.sleep(0.05)
+
+    def result_of(
+        self, process: subprocess.Popen[bytes], result: Path, timeout: float = 3600
+    ) -> dict[str, Any]:
+        process.wait(timeout=timeout)
+        if process.returncode != 0 or not result.exists():
+            raise RuntimeError(f"{process.args} failed (exit {process.returncode}):\n{self.log_tail()}")
+        return dict(json.loads(result.read_text()))
+
+    def log_tail(self) -> str:
+        return (self.workdir / "children.log").read_text(errors="replace")[-3000:]
+
     def child(self, argv: list[str], *, watch_server: bool = False, timeout: float = 3600) -> ChildResult:
         """Run ``bench/_child.py argv``, sampling its RSS (and the server's) until it exits."""
-        log_file = self.workdir / "children.log"
         started = time.perf_counter()
-        with log_file.open("ab") as errors:
-            process = subprocess.Popen(
-                [*CHILD, *argv], stdout=subprocess.PIPE, stderr=errors, env=self.env, cwd=ROOT
-            )
-            server = Sampler([self.server_pid]) if watch_server else None
-            with Sampler([process.pid]) as sampler:
+        process, result = self.spawn(argv)
+        server = Sampler([self.server_pid]) if watch_server else None
+        with Sampler([process.pid]) as sampler:
+            if server:
+                server.__enter__()
+            try:
+                outcome = self.result_of(process, result, timeout)
+            finally:
                 if server:
-                    server.__enter__()
-                try:
-                    stdout, _ = process.communicate(timeout=timeout)
-                finally:
-                    if server:
-                        server.__exit__()
+                    server.__exit__()
         wall = time.perf_counter() - started
-        lines = [line for line in stdout.decode().splitlines() if line.startswith("{")]
-        if process.returncode != 0 or not lines:
-            tail = log_file.read_text(errors="replace")[-3000:]
-            raise RuntimeError(f"{argv[0]} failed (exit {process.returncode}):\n{tail}")
-        return ChildResult(json.loads(lines[-1]), sampler.peak, wall, server.peak if server else 0)
+        return ChildResult(outcome, sampler.peak, wall, server.peak if server else 0)
 
     def csv(self, deployment_id: str, size: int) -> Path:
         """A demo CSV of about ``size`` bytes: a generated block, its data rows repeated."""
@@ -500,18 +526,10 @@ class Bench:
 
         # One triggerer-like process watching every job.
         log("P4: %d triggers in one loop, poll interval %.0f s", len(job_ids), sizes.p4_poll)
-        process = subprocess.Popen(
-            [*CHILD, "triggers", "--jobs", str(jobs_file), "--poll-interval", str(sizes.p4_poll)],
-            stdout=subprocess.PIPE,
-            stderr=(self.workdir / "children.log").open("ab"),
-            env=self.env,
-            cwd=ROOT,
+        process, result = self.spawn(
+            ["triggers", "--jobs", str(jobs_file), "--poll-interval", str(sizes.p4_poll)]
         )
-        assert process.stdout is not None
-        ready = process.stdout.readline().decode().strip()
-        if ready != "ready":
-            process.kill()
-            raise RuntimeError(f"the triggers process did not start: {ready!r}")
+        self.wait_ready(process, result)
         time.sleep(sizes.p4_poll)  # every trigger has polled at least once
         with Sampler([process.pid]) as sampler:
             sampler.reset()
@@ -520,8 +538,8 @@ class Bench:
             cpu = sampler.cpu_seconds() / (time.perf_counter() - window_start)
             rss = sampler.peak
             ended = self.release(job_ids)
-            stdout, _ = process.communicate(timeout=sizes.p4_poll * 10 + 120)
-        events = json.loads(stdout.decode().splitlines()[-1])["events"]
+            outcome = self.result_of(process, result, timeout=sizes.p4_poll * 10 + 120)
+        events = outcome["events"]
         latencies = [events[job_id]["at"] - ended[job_id] for job_id in job_ids if job_id in events]
         missing = len(job_ids) - len(latencies)
 
@@ -529,22 +547,14 @@ class Bench:
         count = sizes.p4_sensors
         sensor_jobs = self.create_waiting_jobs(count)
         log("P4: %d poke sensors (one process each)", count)
-        log_handle = (self.workdir / "children.log").open("ab")
         sensors = [
-            subprocess.Popen(
-                [*CHILD, "sensor", "--job-id", job_id, "--poll-interval", str(sizes.p4_poll)],
-                stdout=subprocess.PIPE,
-                stderr=log_handle,
-                env=self.env,
-                cwd=ROOT,
-            )
+            self.spawn(["sensor", "--job-id", job_id, "--poll-interval", str(sizes.p4_poll)])
             for job_id in sensor_jobs
         ]
-        for sensor in sensors:
-            assert sensor.stdout is not None
-            sensor.stdout.readline()
+        for sensor, result in sensors:
+            self.wait_ready(sensor, result)
         time.sleep(sizes.p4_poll)
-        with Sampler([sensor.pid for sensor in sensors]) as sampler:
+        with Sampler([sensor.pid for sensor, _ in sensors]) as sampler:
             sampler.reset()
             window_start = time.perf_counter()
             time.sleep(sizes.p4_window)
@@ -552,10 +562,9 @@ class Bench:
             sensor_rss = sampler.peak
         sensor_ended = self.release(sensor_jobs)
         sensor_latencies = []
-        for job_id, sensor in zip(sensor_jobs, sensors, strict=True):
-            out, _ = sensor.communicate(timeout=sizes.p4_poll * 5 + 60)
-            sensor_latencies.append(json.loads(out.decode().splitlines()[-1])["at"] - sensor_ended[job_id])
-        log_handle.close()
+        for job_id, (sensor, result) in zip(sensor_jobs, sensors, strict=True):
+            at = self.result_of(sensor, result, timeout=sizes.p4_poll * 5 + 60)["at"]
+            sensor_latencies.append(at - sensor_ended[job_id])
         scale = len(job_ids) / count
         worst = max(latencies) if latencies else float("inf")
         met = rss <= 200 * MB and cpu <= 0.10 and worst <= sizes.p4_poll + 1 and not missing
