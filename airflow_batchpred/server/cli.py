@@ -103,6 +103,8 @@ def _serve(args: argparse.Namespace) -> int:
         port=settings.port,
         log_level=args.log_level,
         access_log=False,
+        # Above the usual 5 s poll interval, so pollers keep their connection between polls.
+        timeout_keep_alive=75,
         timeout_graceful_shutdown=5,
     )
     server = uvicorn.Server(config)

@@ -118,7 +118,10 @@ class DataRobotBatchPredictionJobTrigger(BaseTrigger):
         try:
             async with self._hook() as hook:
                 last_progress: tuple[Any, ...] | None = None
+                loop = asyncio.get_running_loop()
                 while True:
+                    # Fixed-rate polls: a slow answer does not push every later poll back.
+                    next_poll = loop.time() + self.poll_interval
                     job = await hook.a_get_job(self.job_id)
                     if progress_key(job) != last_progress:
                         last_progress = progress_key(job)
@@ -150,7 +153,7 @@ class DataRobotBatchPredictionJobTrigger(BaseTrigger):
                             job,
                         )
                         return
-                    wait = self.poll_interval
+                    wait = max(next_poll - loop.time(), 0.0)
                     if self.end_time is not None:
                         wait = min(wait, max(self.end_time - now, 0.0))
                     await asyncio.sleep(wait)
