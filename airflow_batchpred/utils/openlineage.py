@@ -50,7 +50,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 #: Where the custom facets' JSON schema would live (OpenLineage requires a ``_schemaURL``).
-FACET_SCHEMA_BASE = "https://github.com/airflow-batchpred/airflow-batchpred/blob/main/docs/openlineage.md"
+FACET_SCHEMA_BASE = "https://github.com/airflow-batchpred/airflow-batchpred/blob/main/docs/openlineage-and-assets.md"
 
 
 def split_object_url(url: str) -> tuple[str, str] | None:
