@@ -20,13 +20,32 @@ def get_provider_info() -> dict[str, Any]:
         "hooks": [
             {
                 "integration-name": "DataRobot Batch Prediction",
-                "python-modules": ["airflow_batchpred.hooks.datarobot"],
+                "python-modules": [
+                    "airflow_batchpred.hooks.datarobot",
+                    "airflow_batchpred.hooks.credentials",
+                    "airflow_batchpred.hooks.cloud_credentials",
+                    "airflow_batchpred.hooks.data_stores",
+                ],
             }
         ],
         "operators": [
             {
                 "integration-name": "DataRobot Batch Prediction",
-                "python-modules": ["airflow_batchpred.operators.batch_prediction"],
+                "python-modules": [
+                    f"airflow_batchpred.operators.{module}"
+                    for module in (
+                        "batch_prediction",
+                        "local_file",
+                        "dataset",
+                        "s3",
+                        "azure",
+                        "gcs",
+                        "jdbc",
+                        "snowflake",
+                        "synapse",
+                        "bigquery",
+                    )
+                ],
             }
         ],
         "sensors": [
@@ -57,7 +76,11 @@ def get_provider_info() -> dict[str, Any]:
                         "description": "API endpoint including /api/v2, e.g. "
                         "https://app.datarobot.com/api/v2 or http://127.0.0.1:8080/api/v2 "
                         "for the local server.",
-                        "schema": {"type": "string", "format": "url", "default": "https://app.datarobot.com/api/v2"},
+                        "schema": {
+                            "type": "string",
+                            "format": "url",
+                            "default": "https://app.datarobot.com/api/v2",
+                        },
                     },
                     "timeout_seconds": {
                         "label": "Request timeout (s)",

@@ -70,3 +70,29 @@ def test_airflow_cli_lists_provider_and_accepts_connection_type(airflow_db: Path
     assert shown.returncode == 0, shown.stderr
     (conn,) = json.loads(shown.stdout[shown.stdout.index("[") :])
     assert conn["conn_type"] == "datarobot"
+
+
+def test_provider_info_lists_every_public_module_and_they_import() -> None:
+    import importlib
+    import pkgutil
+
+    import airflow_batchpred.operators
+
+    info = get_provider_info()
+    listed = {
+        module
+        for kind in ("hooks", "operators", "sensors", "triggers")
+        for entry in info[kind]
+        for module in entry["python-modules"]
+    }
+    public_operators = {
+        f"airflow_batchpred.operators.{m.name}"
+        for m in pkgutil.iter_modules(airflow_batchpred.operators.__path__)
+        if not m.name.startswith("_")
+    }
+    assert public_operators <= listed
+    for module in sorted(listed):
+        importlib.import_module(module)
+    for class_path in [*info["extra-links"], info["connection-types"][0]["hook-class-name"]]:
+        module, _, name = class_path.rpartition(".")
+        assert getattr(importlib.import_module(module), name)
