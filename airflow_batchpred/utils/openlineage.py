@@ -50,7 +50,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 #: Where the custom facets' JSON schema would live (OpenLineage requires a ``_schemaURL``).
-FACET_SCHEMA_BASE = "https://github.com/airflow-batchpred/airflow-batchpred/blob/main/docs/openlineage-and-assets.md"
+FACET_SCHEMA_BASE = (
+    "https://github.com/airflow-batchpred/airflow-batchpred/blob/main/docs/openlineage-and-assets.md"
+)
 
 
 def split_object_url(url: str) -> tuple[str, str] | None:
@@ -108,8 +110,8 @@ def jdbc_dataset(jdbc_url: str, schema: str | None, table: str) -> tuple[str, st
         return f"snowflake://{account}", f"{database}.{schema or query.get('schema', 'PUBLIC')}.{table}"
     if rest.startswith("sqlserver://"):
         address, _, _properties = rest[len("sqlserver://") :].partition(";")
-        host, _, port = address.partition(":")
-        return f"sqlserver://{host}:{port or 1433}", f"{schema or 'dbo'}.{table}"
+        host, _, sql_port = address.partition(":")
+        return f"sqlserver://{host}:{sql_port or 1433}", f"{schema or 'dbo'}.{table}"
     return None
 
 
@@ -203,7 +205,7 @@ def get_openlineage_facets_on_complete(operator: DataRobotBatchPredictionOperato
     """Build the lineage of the job ``operator`` ran: its input, output, deployment and job.
 
     Reads the job (and the data stores it names) from the API. Returns empty lineage when no job
-    was submitted; never raises for a dataset it cannot name (it is left out, with a warning).
+    was submitted or the job cannot be read; a dataset it cannot name is left out (logged).
     """
     from airflow.providers.common.compat.openlineage.facet import Dataset
     from airflow.providers.openlineage.extractors import OperatorLineage
@@ -214,7 +216,11 @@ def get_openlineage_facets_on_complete(operator: DataRobotBatchPredictionOperato
     from airflow_batchpred.hooks.datarobot import job_url
 
     hook = operator.hook
-    job = hook.get_job(job_id)
+    try:
+        job = hook.get_job(job_id)
+    except Exception:
+        log.warning("OpenLineage: cannot read job %s; no lineage for it", job_id, exc_info=True)
+        return OperatorLineage()
     spec = job.get("jobSpec") or {}
     namer = _Namer(operator, hook)
     datasets: dict[str, list[Any]] = {"intake": [], "output": []}
