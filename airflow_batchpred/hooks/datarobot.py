@@ -552,40 +552,52 @@ class DataRobotHook(BaseHook):
         :raises DataRobotAmbiguousSubmitError: the POST may have created a job that cannot be found.
         """
         body = parse_job_settings(settings).to_wire()
-        posted_at = time.monotonic()
-        local_posted_at = datetime.now(UTC)
-        try:
-            response = self.request(
-                "POST",
-                Route.BATCH_PREDICTIONS,
-                json_body=body,
-                idempotent=False,
-                what="Create batch prediction job",
-            )
-        except DataRobotApiError as exc:
-            if exc.http_status_code < 500 or exc.http_status_code in NOT_PROCESSED_STATUSES:
-                raise
-            failure: DataRobotError = exc
-        except DataRobotRequestError as exc:
-            if getattr(exc, "never_sent", False):
-                raise
-            failure = exc
-        else:
-            job = self._json(response) or {}
-            if not job.get("id"):
-                location = response.headers.get("Location", "").rstrip("/")
-                job = self.get_job(location.rsplit("/", 1)[-1])
-            self.log.info("Created batch prediction job %s", job.get("id"))
-            return job
+        # A POST that failed ambiguously is sent again only once the lookups proved it created
+        # nothing (so at most one job exists whatever happens), at most retry_limit times in all.
+        for attempt in range(1, max(self.retry_limit, 1) + 1):
+            posted_at = time.monotonic()
+            local_posted_at = datetime.now(UTC)
+            try:
+                response = self.request(
+                    "POST",
+                    Route.BATCH_PREDICTIONS,
+                    json_body=body,
+                    idempotent=False,
+                    what="Create batch prediction job",
+                )
+            except DataRobotApiError as exc:
+                if exc.http_status_code < 500 or exc.http_status_code in NOT_PROCESSED_STATUSES:
+                    raise
+                failure: DataRobotError = exc
+            except DataRobotRequestError as exc:
+                if getattr(exc, "never_sent", False):
+                    raise
+                failure = exc
+            else:
+                job = self._json(response) or {}
+                if not job.get("id"):
+                    location = response.headers.get("Location", "").rstrip("/")
+                    job = self.get_job(location.rsplit("/", 1)[-1])
+                self.log.info("Created batch prediction job %s", job.get("id"))
+                return job
 
-        self.log.warning(
-            "The job POST failed ambiguously (%s); looking up whether it created a job before "
-            "deciding anything, so no second job is started",
-            failure,
-        )
-        job = self._find_submitted_job(body, posted_at, local_posted_at, failure)
-        self.log.warning("Adopting batch prediction job %s created by the failed POST", job["id"])
-        return job
+            self.log.warning(
+                "The job POST failed ambiguously (%s); looking up whether it created a job before "
+                "deciding anything, so no second job is started",
+                failure,
+            )
+            job = self._find_submitted_job(
+                body, posted_at, local_posted_at, failure, last_attempt=attempt >= self.retry_limit
+            )
+            if job is not None:
+                self.log.warning("Adopting batch prediction job %s created by the failed POST", job["id"])
+                return job
+            self.log.warning(
+                "The failed POST created no job (attempt %d of %d); sending it again",
+                attempt,
+                self.retry_limit,
+            )
+        raise AssertionError("unreachable: the last attempt raises or returns")  # pragma: no cover
 
     def _server_time_of(self, posted_at: float, local_posted_at: datetime) -> datetime:
         """When the POST started, on the server's clock (from a ``Date`` header), minus a margin."""
@@ -598,8 +610,20 @@ class DataRobotHook(BaseHook):
         return server_now - timedelta(seconds=time.monotonic() - posted_at + 2)
 
     def _find_submitted_job(
-        self, body: Mapping[str, Any], posted_at: float, local_posted_at: datetime, failure: DataRobotError
-    ) -> dict[str, Any]:
+        self,
+        body: Mapping[str, Any],
+        posted_at: float,
+        local_posted_at: datetime,
+        failure: DataRobotError,
+        *,
+        last_attempt: bool = True,
+    ) -> dict[str, Any] | None:
+        """The job the failed POST created; ``None`` when every lookup succeeded and found none
+        (the POST can be sent again), unless ``last_attempt``.
+
+        :raises DataRobotAmbiguousSubmitError: several candidates, the lookups failed, or nothing
+            was found on the last attempt.
+        """
         local_intake = (body.get("intakeSettings") or {}).get("type", "localFile") == "localFile"
         candidates: list[dict[str, Any]] = []
         lookup_error: Exception | None = None
@@ -633,6 +657,8 @@ class DataRobotHook(BaseHook):
             reason = f"several matching jobs were created meanwhile ({ids}); cannot tell which is ours"
         elif lookup_error is not None:
             reason = f"looking it up failed too: {lookup_error}"
+        elif not last_attempt:
+            return None
         else:
             reason = "no matching job was found"
         raise DataRobotAmbiguousSubmitError(
@@ -728,15 +754,37 @@ class DataRobotHook(BaseHook):
                     source.seek(0)
                     return source
 
-                self.request(
-                    "PUT",
-                    upload_url,
-                    body_factory=rewound,
-                    headers=headers,
-                    idempotent=False,
-                    read_timeout=STREAM_READ_TIMEOUT,
-                    what=f"Upload {os.fspath(path)} to job {job_id}",
-                )
+                what = f"Upload {os.fspath(path)} to job {job_id}"
+                for attempt in range(1, max(self.retry_limit, 1) + 1):
+                    try:
+                        self.request(
+                            "PUT",
+                            upload_url,
+                            body_factory=rewound,
+                            headers=headers,
+                            idempotent=False,
+                            read_timeout=STREAM_READ_TIMEOUT,
+                            what=what,
+                        )
+                        break
+                    except DataRobotApiError as exc:
+                        if attempt > 1 and exc.http_status_code == 409 and "already begun" in str(exc):
+                            # An earlier PUT that failed ambiguously reached the server after all;
+                            # the job reads that upload (and is aborted by the server if it was cut).
+                            self.log.warning(
+                                "%s: the server already has the upload an earlier attempt sent", what
+                            )
+                            break
+                        if attempt >= self.retry_limit or not _ambiguous(exc):
+                            raise
+                        failure: DataRobotError = exc
+                    except DataRobotRequestError as exc:
+                        if attempt >= self.retry_limit or getattr(exc, "never_sent", False):
+                            raise
+                        failure = exc
+                    # A second PUT cannot start a second job: the server takes a job's data once
+                    # and answers 409 if the failed one reached it.
+                    self.log.warning("%s failed ambiguously (%s); sending it again", what, failure)
             self.log.info("Uploaded %s to job %s", os.fspath(path), job_id)
             return
         quotechar = ((job.get("jobSpec") or {}).get("csvSettings") or {}).get("quotechar") or '"'
@@ -932,6 +980,11 @@ def _shared_connector() -> aiohttp.TCPConnector:
         connector = aiohttp.TCPConnector(limit=ASYNC_CONNECTION_LIMIT, keepalive_timeout=30)
         _CONNECTORS[loop] = connector
     return connector
+
+
+def _ambiguous(error: DataRobotApiError) -> bool:
+    """A 5xx the server may have answered after doing the work (429/503 are retried already)."""
+    return error.http_status_code >= 500 and error.http_status_code not in NOT_PROCESSED_STATUSES
 
 
 def _constant(body: bytes) -> Callable[[], bytes]:

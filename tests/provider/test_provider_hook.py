@@ -290,14 +290,28 @@ def test_ambiguous_failure_after_the_job_post_adopts_the_created_job(
     hook.cancel_job(job["id"])
 
 
-def test_ambiguous_failure_that_created_nothing_raises_instead_of_resubmitting(
+def test_ambiguous_failure_that_created_nothing_is_resent_only_after_proving_it(
+    hook: DataRobotHook, faults: Any, jobs_of: Any
+) -> None:
+    before = {j["id"] for j in jobs_of(models.DEMO_BINARY_ID)}
+    # The first POST fails before the handler ran: the lookups find no job, so it is sent again.
+    faults.set(rate=1.0, kinds=["502"], routes=r"/batchPredictions/$", methods=["POST"], limit=1)
+    job = hook.submit_job({"deployment_id": models.DEMO_BINARY_ID})
+    assert faults.counters()["injected"] == {"502": 1}
+    faults.clear()
+    assert {j["id"] for j in jobs_of(models.DEMO_BINARY_ID)} - before == {job["id"]}
+    hook.cancel_job(job["id"])
+
+
+def test_ambiguous_failures_that_keep_creating_nothing_raise_after_the_retry_limit(
     hook: DataRobotHook, faults: Any, jobs_of: Any
 ) -> None:
     before = len(jobs_of(models.DEMO_BINARY_ID))
     faults.set(rate=1.0, kinds=["500"], routes=r"/batchPredictions/$", methods=["POST"], phase="before")
     with pytest.raises(DataRobotAmbiguousSubmitError, match="Not re-sending"):
         hook.submit_job({"deployment_id": models.DEMO_BINARY_ID})
-    assert faults.counters()["injected"] == {"500": 1}
+    # One POST per attempt, each sent only after the lookups proved the previous one created nothing.
+    assert faults.counters()["injected"] == {"500": hook.retry_limit}
     faults.clear()
     assert len(jobs_of(models.DEMO_BINARY_ID)) == before
 
