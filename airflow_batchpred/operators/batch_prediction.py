@@ -540,7 +540,14 @@ class DataRobotBatchPredictionOperator(BaseOperator):
                 job.get("statusDetails"),
             )
             return None
-        if self._local_intake(settings) and not upload_complete:
+        if self._local_intake(settings) and not upload_complete and self._read_whole_input(settings, job):
+            self.log.info(
+                "Job %s of an earlier try completed after reading the whole input (%s bytes; the try "
+                "died before it could note the upload as done); using its results",
+                job_id,
+                job.get("jobIntakeSize"),
+            )
+        elif self._local_intake(settings) and not upload_complete:
             if not is_terminal(job):
                 self.log.warning(
                     "Job %s of an earlier try is %s but its upload never finished (it died with that "
@@ -558,6 +565,20 @@ class DataRobotBatchPredictionOperator(BaseOperator):
             return None
         self.log.info("Re-attaching to job %s (%s) started by an earlier try", job_id, job.get("status"))
         return job
+
+    def _read_whole_input(self, settings: JobSettings, job: Mapping[str, Any]) -> bool:
+        """Whether ``job`` COMPLETED after reading exactly the bytes of ``input_file``.
+
+        A try killed after its upload was accepted but before it noted that in the task state
+        store leaves such a job; its results are whole, and scoring again would duplicate it.
+        """
+        if job_status(job) != JobStatus.COMPLETED or not self.input_file or self._multipart(settings):
+            return False
+        try:
+            size = os.path.getsize(self.input_file)
+        except OSError:
+            return False
+        return bool(size) and job.get("jobIntakeSize") == size
 
     # -----------------------------------------------------------------------------------------
     # Execution
