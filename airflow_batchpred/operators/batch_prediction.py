@@ -8,6 +8,7 @@ later ``s3``, ``gcs``, ``jdbc`` ...) only fill in default ``intake_settings``/``
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import threading
@@ -300,6 +301,8 @@ class DataRobotBatchPredictionOperator(BaseOperator):
         self.timeout = timeout.total_seconds() if isinstance(timeout, timedelta) else timeout
         self.job_id: str | None = None
         self._job_done = False
+        if not self.__dict__.get("_init_depth"):
+            self._add_default_outlet()
         if deferrable and not wait_for_completion:
             warnings.warn(
                 "deferrable=True has no effect when wait_for_completion=False: the task returns "
@@ -308,24 +311,38 @@ class DataRobotBatchPredictionOperator(BaseOperator):
                 stacklevel=2,
             )
 
-    @property  # type: ignore[override]
-    def outlets(self) -> list[Any]:
-        """The task's outlets; by default, once the operator is built, the output's ``Asset``."""
-        outlets: list[Any] = self.__dict__.setdefault("_outlets", [])
-        if self.__dict__.get("_default_outlet_pending") and self.__dict__.get("_BaseOperator__instantiated"):
-            self.__dict__["_default_outlet_pending"] = False
-            from airflow_batchpred.utils.assets import output_asset_uri
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Wrap each subclass's ``__init__`` so the default Asset outlet is added once, at the end
+        of the outermost ``__init__``, when every argument of every level is set (and before any
+        rendering, so a template never becomes an outlet)."""
+        super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get("__init__")
+        if init is None:
+            return
 
-            uri = output_asset_uri(self)
-            if uri:
-                from airflow.sdk import Asset
+        @functools.wraps(init)
+        def __init__(self: DataRobotBatchPredictionOperator, *args: Any, **init_kwargs: Any) -> None:
+            depth = self.__dict__.get("_init_depth", 0)
+            self.__dict__["_init_depth"] = depth + 1
+            try:
+                init(self, *args, **init_kwargs)
+            finally:
+                self.__dict__["_init_depth"] = depth
+            if depth == 0:
+                self._add_default_outlet()
 
-                outlets.append(Asset(uri))
-        return outlets
+        cls.__init__ = __init__  # type: ignore[method-assign]
 
-    @outlets.setter
-    def outlets(self, value: list[Any]) -> None:
-        self.__dict__["_outlets"] = value
+    def _add_default_outlet(self) -> None:
+        if not self.__dict__.pop("_default_outlet_pending", False):
+            return
+        from airflow_batchpred.utils.assets import output_asset_uri
+
+        uri = output_asset_uri(self)
+        if uri:
+            from airflow.sdk import Asset
+
+            self.outlets.append(Asset(uri))
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
         """OpenLineage: the job's input and output datasets, deployment and job (see
