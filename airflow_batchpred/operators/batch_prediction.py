@@ -334,7 +334,11 @@ class DataRobotBatchPredictionOperator(BaseOperator):
         cls.__init__ = __init__  # type: ignore[method-assign]
 
     def _add_default_outlet(self) -> None:
-        if not self.__dict__.pop("_default_outlet_pending", False):
+        # An expanded (mapped) task is rebuilt per map index on the worker: its outlets are the
+        # ones declared in ``partial()``, never a default computed from the expanded values.
+        if not self.__dict__.pop("_default_outlet_pending", False) or getattr(
+            self, "_BaseOperator__from_mapped", False
+        ):
             return
         from airflow_batchpred.utils.assets import output_asset_uri
 

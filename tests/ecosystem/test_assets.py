@@ -147,3 +147,25 @@ def test_default_outlets_follow_the_output_and_can_be_turned_off() -> None:
     assert [a.uri for a in explicit.outlets] == ["s3://mine/z"]
     assert [a.uri for a in gcs.outlets] == ["gs://out/y.csv"]
     assert table.outlets == []
+
+
+def test_mapped_tasks_get_no_default_outlet() -> None:
+    from airflow.sdk import DAG
+
+    from airflow_batchpred.operators.s3 import DataRobotS3BatchPredictionOperator
+
+    with DAG("outlet_mapped", schedule=None):
+        mapped = DataRobotS3BatchPredictionOperator.partial(
+            task_id="m", deployment_id="d", source_url="s3://in/x.csv"
+        ).expand(destination_url=["s3://out/1.csv", "s3://out/2.csv"])
+    assert mapped.outlets == []
+    # What MappedOperator.unmap builds per map index on the worker: the expanded value must not
+    # become an outlet the DAG never declared.
+    unmapped = DataRobotS3BatchPredictionOperator(
+        task_id="m",
+        deployment_id="d",
+        source_url="s3://in/x.csv",
+        destination_url="s3://out/1.csv",
+        _airflow_from_mapped=True,
+    )
+    assert unmapped.outlets == []
