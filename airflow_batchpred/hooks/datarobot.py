@@ -63,6 +63,7 @@ TRANSIENT_STATUSES = frozenset({429, 502, 503, 504})
 DEFAULT_ENDPOINT_PATH = "/api/v2"
 DEFAULT_PART_SIZE = 5 * 1024 * 1024
 DOWNLOAD_CHUNK_SIZE = 1024 * 1024
+UPLOAD_BLOCK_SIZE = 1024 * 1024
 #: First wait between polls for the download link (doubling up to the poll interval).
 LINK_POLL_INITIAL_INTERVAL = 0.1
 #: Upload and download bodies may legitimately pause for long while the job queues or scores.
@@ -167,6 +168,14 @@ class _RetryAfterOrBackoff(wait_base):
         if retry_after is not None:
             return min(float(retry_after), self._maximum)
         return float(self._backoff(retry_state))
+
+
+class _LargeBlockAdapter(requests.adapters.HTTPAdapter):
+    """Send file bodies in 1 MiB blocks: urllib3 reads and sends 16 KiB at a time by default."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("blocksize", UPLOAD_BLOCK_SIZE)
+        super().init_poolmanager(*args, **kwargs)
 
 
 @dataclass(frozen=True)
@@ -344,6 +353,9 @@ class DataRobotHook(BaseHook):
         if session is None:
             details = self.details
             session = requests.Session()
+            adapter = _LargeBlockAdapter()
+            session.mount("http://", adapter)
+            session.mount("https://", adapter)
             session.headers.update(self._headers(details))
             session.verify = details.verify_ssl
             self._local.session = session
