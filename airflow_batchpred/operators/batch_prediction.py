@@ -576,7 +576,16 @@ class DataRobotBatchPredictionOperator(BaseOperator):
                     job_id,
                     job.get("status"),
                 )
-                self.hook.cancel_job(job_id)
+                if not self.hook.cancel_job(job_id):
+                    # It ended before the abort took effect: if it read the whole file, it is ours.
+                    ended = self.hook.get_job(job_id)
+                    if self._read_whole_input(settings, ended):
+                        self.log.info(
+                            "Job %s of an earlier try completed with the whole input before the abort "
+                            "took effect; using its results",
+                            job_id,
+                        )
+                        return ended
             else:
                 self.log.warning(
                     "Job %s of an earlier try completed, but its upload was not confirmed complete, "
