@@ -121,7 +121,11 @@ class SecretScanner:
                 if isinstance(nested, dict):
                     self._add_secret_fields(nested, f"{owner}.{name}")
                     continue
-            if lowered in _NOT_SECRET_FIELDS or not any(word in lowered for word in _SECRET_FIELD_WORDS):
+            if (
+                lowered in _NOT_SECRET_FIELDS
+                or lowered.endswith(("_uri", "_url", "_file", "_path"))
+                or not any(word in lowered for word in _SECRET_FIELD_WORDS)
+            ):
                 continue
             if lowered == "connection_string" and isinstance(item, str):
                 for part in item.split(";"):
@@ -148,7 +152,7 @@ class SecretScanner:
     def add_environment(self, environ: dict[str, str] | os._Environ[str]) -> None:
         for name, value in list(environ.items()):
             if name.startswith("AIRFLOW_CONN_"):
-                self.add_connection(value, f"connection {name[len('AIRFLOW_CONN_'):].lower()}")
+                self.add_connection(value, f"connection {name[len('AIRFLOW_CONN_') :].lower()}")
 
     # -- scanning ---------------------------------------------------------------------------
     def _patterns(self) -> list[tuple[str, str]]:

@@ -143,21 +143,24 @@ def test_a_killed_try_is_retried_without_a_duplicate_job_20_trials(
             kwargs = _operator_kwargs(connection, source, target, deferrable)
             environ = {f"AIRFLOW_CONN_{connection.upper()}": os.environ[f"AIRFLOW_CONN_{connection.upper()}"]}
 
+            if trial % 4 == 3:  # the download answers slowly, so the kill finds the try in it
+                _set_faults(
+                    server, {"rate": 1.0, "kinds": ["slow"], "routes": "/download/$", "slowSeconds": 5}
+                )
             with forked(run_try_child, environ, kwargs, str(store.path), str(done)) as child:
                 wait_for(lambda store=store: store.get(KEY), what=f"trial {trial}: the job id in the store")
-                if trial % 4 == 2:  # kill once the upload is noted done: waiting or downloading
+                if trial % 4 == 3:  # kill while it downloads the result of a job it noted as uploaded
                     wait_for(
-                        lambda store=store, done=done: (
-                            (store.get(KEY) or {}).get("upload_complete") or done.exists()
-                        ),
+                        lambda store=store: (store.get(KEY) or {}).get("upload_complete"),
                         what=f"trial {trial}: the upload to be noted",
                     )
-                    time.sleep(rng.uniform(0.0, 0.05))
+                    time.sleep(rng.uniform(0.0, 0.2))
                 else:  # a random kill point after submission: mid-upload, queued, waiting, downloading
                     time.sleep(rng.uniform(0.0, 0.4 if queued else 0.15))
                 sigkill(child)
             saved = store.get(KEY)
         finally:
+            _set_faults(server, None)
             if busy:
                 busy.__exit__(None, None, None)
         if done.exists():  # the first try finished before the kill: Airflow would not retry it
@@ -182,7 +185,7 @@ def test_a_killed_try_is_retried_without_a_duplicate_job_20_trials(
         assert store.get(KEY) is None
     assert len(outcomes) == TRIALS
     print({outcome: outcomes.count(outcome) for outcome in sorted(set(outcomes))})
-    assert "re-attached" in outcomes, outcomes
+    assert outcomes.count("re-attached") >= TRIALS // 4, outcomes
 
 
 def test_a_triggerer_killed_mid_poll_still_delivers_the_completion_20_trials(
