@@ -123,7 +123,9 @@ def test_rows_failing_after_parts_were_uploaded_leave_no_object(
     assert job["jobOutputSize"] > DEFAULT_PART_SIZE, "no part was uploaded before the abort"
     assert stores.get(kind, target_key) is None
     if kind == "s3":
-        assert no_pending_s3_uploads(stores, target_key)
+        # The job reads ABORTED as soon as the DELETE is handled; the worker thread cancels the
+        # multipart upload when it next checks the abort flag, a moment later.
+        assert _eventually(lambda: no_pending_s3_uploads(stores, target_key))
 
 
 @pytest.mark.parametrize("kind", ["s3", "azure", "gcp"])
@@ -155,4 +157,16 @@ def test_delete_mid_job_leaves_no_object(
     assert job["scoredRows"] < 120_000
     assert stores.get(kind, target_key) is None
     if kind == "s3":
-        assert no_pending_s3_uploads(stores, target_key)
+        # The job reads ABORTED as soon as the DELETE is handled; the worker thread cancels the
+        # multipart upload when it next checks the abort flag, a moment later.
+        assert _eventually(lambda: no_pending_s3_uploads(stores, target_key))
+
+
+def _eventually(condition: Any, *, within: float = 15.0) -> bool:
+    """Whether ``condition()`` holds within ``within`` seconds (checked every 0.1 s)."""
+    deadline = time.monotonic() + within
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
