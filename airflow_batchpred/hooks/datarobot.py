@@ -995,19 +995,34 @@ class DataRobotHook(BaseHook):
 #: One connection pool per event loop, shared by every hook session on it: a triggerer running
 #: 1,000 triggers keeps a few dozen warm keep-alive connections instead of 1,000 sockets that the
 #: server closes between polls (a new TCP connection per poll).
-_CONNECTORS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aiohttp.TCPConnector] = (
-    weakref.WeakKeyDictionary()
-)
+_CONNECTORS: weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop, tuple[aiohttp.TCPConnector, asyncio.Task[None]]
+] = weakref.WeakKeyDictionary()
 ASYNC_CONNECTION_LIMIT = 64
+
+
+async def _close_at_loop_shutdown(connector: aiohttp.TCPConnector) -> None:
+    """Wait until cancelled, then close ``connector``.
+
+    ``asyncio.run()`` (and so ``dag.test()``'s inline triggers) cancels the tasks left on a loop
+    before closing it; without this the pool's keep-alive sockets outlived their loop and were
+    reported as "Unclosed connector" when collected.
+    """
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await connector.close()
 
 
 def _shared_connector() -> aiohttp.TCPConnector:
     loop = asyncio.get_running_loop()
-    connector = _CONNECTORS.get(loop)
-    if connector is None or connector.closed:
+    entry = _CONNECTORS.get(loop)
+    if entry is None or entry[0].closed:
         connector = aiohttp.TCPConnector(limit=ASYNC_CONNECTION_LIMIT, keepalive_timeout=30)
-        _CONNECTORS[loop] = connector
-    return connector
+        # The entry keeps the task referenced: the loop itself holds its tasks only weakly.
+        keeper = loop.create_task(_close_at_loop_shutdown(connector), name="batchpred-connection-pool")
+        entry = _CONNECTORS[loop] = (connector, keeper)
+    return entry[0]
 
 
 def _ambiguous(error: DataRobotApiError) -> bool:
