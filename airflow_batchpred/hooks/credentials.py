@@ -12,7 +12,7 @@ The connection-type specific mappings (``aws``, ``wasb``, ``google_cloud_platfor
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from airflow_batchpred.contract import Route
@@ -32,18 +32,9 @@ def managed_name(conn_type: str, conn_id: str, purpose: str | None = None) -> st
     return ":".join(parts)
 
 
-def _paged(hook: DataRobotHook, path: str, params: Mapping[str, Any] | None, what: str) -> Iterator[dict]:
-    url: str | None = path
-    query: Mapping[str, Any] | None = params
-    while url:
-        body = hook.request("GET", url, params=query, what=what).json()
-        yield from body.get("data", [])
-        url, query = body.get("next"), None
-
-
 def find_credential(hook: DataRobotHook, name: str) -> dict[str, Any] | None:
     """The credential called ``name``, or ``None``."""
-    for credential in _paged(hook, Route.CREDENTIALS, {"limit": 100}, "List credentials"):
+    for credential in hook.paginate(Route.CREDENTIALS, {"limit": 100}, what="List credentials"):
         if credential.get("name") == name:
             return credential
     return None
@@ -98,7 +89,7 @@ def upsert_data_store(
     found = next(
         (
             store
-            for store in _paged(hook, Route.DATA_STORES, {"type": "all"}, "List data stores")
+            for store in hook.paginate(Route.DATA_STORES, {"type": "all"}, what="List data stores")
             if store.get("canonicalName") == canonical_name
         ),
         None,

@@ -540,17 +540,25 @@ class DataRobotHook(BaseHook):
         if created_after is not None:
             query.append(("startDateTime", created_after.astimezone(UTC).isoformat()))
         query.extend(params.items())
-        jobs: list[dict[str, Any]] = []
-        url: str | None = Route.BATCH_PREDICTIONS
-        first = True
+        return list(self.paginate(Route.BATCH_PREDICTIONS, query, what="List batch prediction jobs"))
+
+    def paginate(
+        self,
+        path: str,
+        params: Mapping[str, Any] | list[tuple[str, Any]] | None = None,
+        *,
+        what: str,
+    ) -> Iterator[dict[str, Any]]:
+        """Yield every item of a list route, following ``next`` through the pages.
+
+        ``params`` go with the first request only: ``next`` links already carry the query.
+        """
+        url: str | None = path
+        query = params
         while url:
-            page = self._json(
-                self.request("GET", url, params=query if first else None, what="List batch prediction jobs")
-            )
-            first = False
-            jobs.extend(page.get("data") or [])
-            url = page.get("next")
-        return jobs
+            page = self._json(self.request("GET", url, params=query, what=what)) or {}
+            yield from page.get("data") or []
+            url, query = page.get("next"), None
 
     def submit_job(self, settings: JobSettings | Mapping[str, Any]) -> dict[str, Any]:
         """Create a batch prediction job (``POST batchPredictions/``) and return its JSON.
