@@ -21,7 +21,6 @@ import platform
 import re
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -37,32 +36,15 @@ import psutil
 import requests
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))
+from support import free_port, wait_for_http  # noqa: E402
+
 RESULTS = REPO / "bench" / "RESULTS.md"
 SECTION = "## Object storage (issue 4)"
 BUCKET = "bench"
 MIB = 1024 * 1024
 UPLOAD_PART = 16 * MIB
 KEY_ID, SECRET = "bench-key-id", secrets.token_hex(16)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_http(url: str, process: subprocess.Popen[bytes], timeout: float = 120.0, **kwargs: Any) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{process.args!r} exited with {process.returncode}")
-        try:
-            if requests.get(url, timeout=2, **kwargs).status_code < 500:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"{url} did not answer within {timeout}s")
 
 
 def start(args: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
@@ -192,8 +174,8 @@ def run(size_mb: int, deployment_id: str, sample_seconds: float, keep: bool) -> 
     endpoint = f"http://127.0.0.1:{server_port}/api/v2"
     headers = {"Authorization": f"Bearer {token}"}
     try:
-        wait_http(f"http://127.0.0.1:{moto_port}/moto-api/", moto)
-        wait_http(f"{endpoint}/version/", server, headers=headers)
+        wait_for_http(f"http://127.0.0.1:{moto_port}/moto-api/", process=moto, timeout=120)
+        wait_for_http(f"{endpoint}/version/", process=server, timeout=120, headers=headers)
         s3 = boto3.client(
             "s3",
             endpoint_url=f"http://127.0.0.1:{moto_port}",
